@@ -1,0 +1,479 @@
+/*
+ * coll.c: the in-memory side of a collection: dense slots, the id -> offset hash, and the
+ * read paths (exact search, get, count).  Scroll, which walks LMDB's ordered id keys, is in
+ * db.c.  Layout and locking are described in coll_int.h.
+ *
+ * Exact search scans every live slot, evaluates the filter per point and keeps the best
+ * offset + limit in a binary heap keyed so that larger is better (similarity, or minus the
+ * distance); it is the ground truth that approximate indexes are measured against.
+ */
+#include "coll.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* ---- id hash ------------------------------------------------------------------------ */
+
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+static uint64_t pid_hash(const fanns_pid_t *id) {
+    if (id->kind == FANNS_PID_NUM) return mix64(id->num);
+    uint64_t a, b;
+    memcpy(&a, id->uuid, 8);
+    memcpy(&b, id->uuid + 8, 8);
+    return mix64(a ^ mix64(b ^ 0x9e3779b97f4a7c15ULL));
+}
+
+int64_t fanns__coll_find(const fanns_coll_t *c, const fanns_pid_t *id) {
+    if (c->hcap == 0) return -1;
+    uint32_t mask = c->hcap - 1, i = (uint32_t)pid_hash(id) & mask;
+    for (;;) {
+        uint32_t v = c->htab[i];
+        if (v == 0) return -1;
+        if (fanns_pid_eq(&c->pids[v - 1], id)) return v - 1;
+        i = (i + 1) & mask;
+    }
+}
+
+static void hash_insert_raw(uint32_t *tab, uint32_t cap, const fanns_pid_t *pids, uint32_t off) {
+    uint32_t mask = cap - 1, i = (uint32_t)pid_hash(&pids[off]) & mask;
+    while (tab[i] != 0) i = (i + 1) & mask;
+    tab[i] = off + 1;
+}
+
+static int hash_grow(fanns_coll_t *c) {
+    uint32_t ncap = c->hcap ? c->hcap * 2 : 1024;
+    uint32_t *nt = calloc(ncap, sizeof(*nt));
+    if (!nt) return FANNS_ENOMEM;
+    for (uint32_t i = 0; i < c->hcap; i++)
+        if (c->htab[i]) hash_insert_raw(nt, ncap, c->pids, c->htab[i] - 1);
+    free(c->htab);
+    c->htab = nt;
+    c->hcap = ncap;
+    return 0;
+}
+
+static void hash_delete(fanns_coll_t *c, uint32_t off) {
+    uint32_t mask = c->hcap - 1, i = (uint32_t)pid_hash(&c->pids[off]) & mask;
+    while (c->htab[i] != off + 1) {
+        FANNS_CHECK(c->htab[i] != 0);
+        i = (i + 1) & mask;
+    }
+    /* Backward-shift deletion keeps probe chains unbroken without tombstones. */
+    uint32_t j = i;
+    for (;;) {
+        c->htab[i] = 0;
+        for (;;) {
+            j = (j + 1) & mask;
+            if (c->htab[j] == 0) return;
+            uint32_t home = (uint32_t)pid_hash(&c->pids[c->htab[j] - 1]) & mask;
+            /* Move j into the hole at i unless its home lies cyclically in (i, j]. */
+            if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) break;
+        }
+        c->htab[i] = c->htab[j];
+        i = j;
+    }
+}
+
+/* ---- slots -------------------------------------------------------------------------- */
+
+fanns_coll_t *fanns__coll_new(fanns_db_t *db, const char *name, uint32_t cid, uint32_t dim,
+                              fanns_metric_t metric, json_t *config, json_t *schema) {
+    fanns_coll_t *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->name = strdup(name);
+    if (!c->name) {
+        free(c);
+        return NULL;
+    }
+    c->db = db;
+    c->cid = cid;
+    c->dim = dim;
+    c->metric = metric;
+    atomic_init(&c->refs, 1);
+    pthread_rwlock_init(&c->lock, NULL);
+    c->config = json_incref(config);
+    c->schema = schema ? json_incref(schema) : json_object();
+    return c;
+}
+
+void fanns__coll_destroy(fanns_coll_t *c) {
+    if (!c) return;
+    for (uint32_t i = 0; i < c->nslots; i++)
+        if (c->payloads && c->payloads[i]) json_decref(c->payloads[i]);
+    free(c->vecs);
+    free(c->pids);
+    free(c->versions);
+    free(c->payloads);
+    free(c->live);
+    free(c->freelist);
+    free(c->htab);
+    json_decref(c->config);
+    json_decref(c->schema);
+    pthread_rwlock_destroy(&c->lock);
+    free(c->name);
+    free(c);
+}
+
+void fanns_coll_release(fanns_coll_t *c) {
+    if (c && atomic_fetch_sub(&c->refs, 1) == 1) fanns__coll_destroy(c);
+}
+
+static int ensure_cap(fanns_coll_t *c, uint32_t need) {
+    if (need <= c->cap) return 0;
+    uint32_t ncap = c->cap ? c->cap : 256;
+    while (ncap < need) ncap = ncap > 0x7fffffffu ? 0xfffffff0u : ncap * 2;
+    float *v = realloc(c->vecs, (size_t)ncap * c->dim * sizeof(float));
+    if (!v) return FANNS_ENOMEM;
+    c->vecs = v;
+    fanns_pid_t *p = realloc(c->pids, (size_t)ncap * sizeof(*p));
+    if (!p) return FANNS_ENOMEM;
+    c->pids = p;
+    uint64_t *ver = realloc(c->versions, (size_t)ncap * sizeof(*ver));
+    if (!ver) return FANNS_ENOMEM;
+    c->versions = ver;
+    json_t **pl = realloc(c->payloads, (size_t)ncap * sizeof(*pl));
+    if (!pl) return FANNS_ENOMEM;
+    c->payloads = pl;
+    uint8_t *lv = realloc(c->live, ncap);
+    if (!lv) return FANNS_ENOMEM;
+    c->live = lv;
+    for (uint32_t i = c->cap; i < ncap; i++) {
+        c->payloads[i] = NULL;
+        c->live[i] = 0;
+    }
+    c->cap = ncap;
+    return 0;
+}
+
+int fanns__coll_alloc_slot(fanns_coll_t *c, uint32_t *off) {
+    if (c->nfree > 0) {
+        *off = c->freelist[--c->nfree];
+        return 0;
+    }
+    if (c->nslots >= FANNS_MAX_POINTS_PER_COLL) return FANNS_ETOOBIG;
+    int rc = ensure_cap(c, c->nslots + 1);
+    if (rc) return rc;
+    *off = c->nslots++;
+    return 0;
+}
+
+int fanns__coll_set_slot(fanns_coll_t *c, uint32_t off, const fanns_pid_t *id, uint64_t version,
+                         const float *vec, json_t *payload) {
+    int rc = ensure_cap(c, off + 1);
+    if (rc) return rc;
+    if (off >= c->nslots) {
+        /* Loading: offsets arrive in order with gaps for deleted points. */
+        for (uint32_t i = c->nslots; i < off; i++) c->live[i] = 0;
+        c->nslots = off + 1;
+    }
+    bool was_live = c->live[off];
+    if ((c->count + 1) * 2 > c->hcap && !was_live) {
+        rc = hash_grow(c);
+        if (rc) return rc;
+    }
+    if (!was_live) {
+        c->pids[off] = *id;
+        hash_insert_raw(c->htab, c->hcap, c->pids, off);
+        c->live[off] = 1;
+        c->count++;
+    }
+    c->versions[off] = version;
+    memcpy(c->vecs + (size_t)off * c->dim, vec, c->dim * sizeof(float));
+    if (c->payloads[off]) json_decref(c->payloads[off]);
+    c->payloads[off] = payload; /* takes the reference */
+    return 0;
+}
+
+void fanns__coll_set_payload(fanns_coll_t *c, uint32_t off, json_t *payload, uint64_t version) {
+    if (c->payloads[off]) json_decref(c->payloads[off]);
+    c->payloads[off] = payload;
+    c->versions[off] = version;
+}
+
+int fanns__coll_free_slot(fanns_coll_t *c, uint32_t off) {
+    if (!c->live[off]) return 0;
+    if (c->nfree == c->freecap) {
+        uint32_t ncap = c->freecap ? c->freecap * 2 : 64;
+        uint32_t *f = realloc(c->freelist, ncap * sizeof(*f));
+        if (!f) return FANNS_ENOMEM;
+        c->freelist = f;
+        c->freecap = ncap;
+    }
+    hash_delete(c, off);
+    c->live[off] = 0;
+    c->count--;
+    if (c->payloads[off]) json_decref(c->payloads[off]);
+    c->payloads[off] = NULL;
+    c->freelist[c->nfree++] = off;
+    return 0;
+}
+
+int fanns__coll_rebuild_freelist(fanns_coll_t *c) {
+    c->nfree = 0;
+    /* Descending so that the lowest offset is reused first. */
+    for (uint32_t i = c->nslots; i-- > 0;) {
+        if (c->live[i]) continue;
+        if (c->nfree == c->freecap) {
+            uint32_t ncap = c->freecap ? c->freecap * 2 : 64;
+            uint32_t *f = realloc(c->freelist, ncap * sizeof(*f));
+            if (!f) return FANNS_ENOMEM;
+            c->freelist = f;
+            c->freecap = ncap;
+        }
+        c->freelist[c->nfree++] = i;
+    }
+    return 0;
+}
+
+/* ---- reads -------------------------------------------------------------------------- */
+
+uint32_t fanns_coll_dim(const fanns_coll_t *c) { return c->dim; }
+fanns_metric_t fanns_coll_metric(const fanns_coll_t *c) { return c->metric; }
+const char *fanns_coll_name(const fanns_coll_t *c) { return c->name; }
+
+void fanns_hits_free(fanns_hit_t *hits, size_t n) {
+    if (!hits) return;
+    for (size_t i = 0; i < n; i++) {
+        if (hits[i].payload) json_decref(hits[i].payload);
+        free(hits[i].vector);
+    }
+    free(hits);
+}
+
+int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, fanns_hit_t *h) {
+    h->id = c->pids[off];
+    h->version = c->versions[off];
+    h->payload = c->payloads[off] ? json_incref(c->payloads[off]) : NULL;
+    h->vector = NULL;
+    if (with_vector) {
+        h->vector = malloc(c->dim * sizeof(float));
+        if (!h->vector) return FANNS_ENOMEM;
+        memcpy(h->vector, c->vecs + (size_t)off * c->dim, c->dim * sizeof(float));
+    }
+    return 0;
+}
+
+int fanns_coll_stats(fanns_coll_t *c, fanns_coll_stats_t *out) {
+    pthread_rwlock_rdlock(&c->lock);
+    out->points_count = c->count;
+    out->config = json_incref(c->config);
+    out->payload_schema = json_object();
+    const char *field;
+    json_t *fs;
+    json_object_foreach(c->schema, field, fs) {
+        json_t *ent = json_object();
+        const char *type = json_is_string(fs) ? json_string_value(fs) : json_string_value(json_object_get(fs, "type"));
+        json_object_set_new(ent, "data_type", json_string(type ? type : "keyword"));
+        if (json_is_object(fs)) json_object_set(ent, "params", fs);
+        /* Number of points that hold a value for the field (top-level or dotted path). */
+        uint64_t n = 0;
+        for (uint32_t i = 0; i < c->nslots; i++) {
+            if (!c->live[i] || !c->payloads[i]) continue;
+            const json_t *v = c->payloads[i];
+            char buf[256];
+            snprintf(buf, sizeof(buf), "%s", field);
+            for (char *save = NULL, *seg = strtok_r(buf, ".", &save); seg && v; seg = strtok_r(NULL, ".", &save)) {
+                size_t l = strlen(seg);
+                if (l >= 2 && strcmp(seg + l - 2, "[]") == 0) seg[l - 2] = 0;
+                v = json_is_object(v) ? json_object_get(v, seg) : NULL;
+            }
+            if (v && !json_is_null(v)) n++;
+        }
+        json_object_set_new(ent, "points", json_integer((json_int_t)n));
+        json_object_set_new(out->payload_schema, field, ent);
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return 0;
+}
+
+/* Heap entry: larger key is better. */
+typedef struct {
+    float key;
+    uint32_t off;
+} cand_t;
+
+/* Worse-first ordering: a is worse than b if its key is smaller, or equal with a larger
+ * offset (ties resolve to the lower offset, so results are deterministic). */
+static inline bool worse(const cand_t *a, const cand_t *b) {
+    return a->key < b->key || (a->key == b->key && a->off > b->off);
+}
+
+static void heap_sift_down(cand_t *h, size_t n, size_t i) {
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && worse(&h[l], &h[m])) m = l;
+        if (r < n && worse(&h[r], &h[m])) m = r;
+        if (m == i) return;
+        cand_t t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+static void heap_sift_up(cand_t *h, size_t i) {
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!worse(&h[i], &h[p])) return;
+        cand_t t = h[i];
+        h[i] = h[p];
+        h[p] = t;
+        i = p;
+    }
+}
+
+static int cmp_better(const void *a, const void *b) {
+    const cand_t *x = a, *y = b;
+    if (worse(x, y)) return 1;
+    if (worse(y, x)) return -1;
+    return 0;
+}
+
+/* Key (larger is better) and Qdrant score for metric m. */
+static inline float metric_key(fanns_metric_t m, const float *q, const float *v, size_t d) {
+    switch (m) {
+    case FANNS_METRIC_COSINE:
+    case FANNS_METRIC_DOT: return fanns_dist_dot(q, v, d);
+    case FANNS_METRIC_EUCLID: return -fanns_dist_l2sq(q, v, d);
+    case FANNS_METRIC_MANHATTAN: return -fanns_dist_l1(q, v, d);
+    }
+    return 0;
+}
+
+static inline float key_to_score(fanns_metric_t m, float key) {
+    if (m == FANNS_METRIC_EUCLID) return sqrtf(-key);
+    if (m == FANNS_METRIC_MANHATTAN) return -key;
+    return key;
+}
+
+int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_t **out, size_t *n,
+                      fanns_err_t *err) {
+    int rc = 0;
+    size_t k = req->offset + req->limit, nh = 0;
+    cand_t *heap = NULL;
+    fanns_hit_t *hits = NULL;
+
+    *out = NULL;
+    *n = 0;
+    pthread_rwlock_rdlock(&c->lock);
+    if (c->dropped) {
+        rc = fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Collection `%s` doesn't exist!", c->name);
+        goto fail;
+    }
+    if (k > c->count) k = c->count;
+    if (k == 0) goto done;
+    heap = malloc(k * sizeof(*heap));
+    if (!heap) {
+        rc = fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
+        goto fail;
+    }
+    const fanns_metric_t m = c->metric;
+    const size_t d = c->dim;
+    for (uint32_t off = 0; off < c->nslots; off++) {
+        if (!c->live[off]) continue;
+        if (req->filter && !fanns_filter_match(req->filter, &c->pids[off], c->payloads[off])) continue;
+        cand_t cd = {metric_key(m, req->query, c->vecs + (size_t)off * d, d), off};
+        if (nh < k) {
+            heap[nh] = cd;
+            heap_sift_up(heap, nh++);
+        } else if (worse(&heap[0], &cd)) {
+            heap[0] = cd;
+            heap_sift_down(heap, nh, 0);
+        }
+    }
+    qsort(heap, nh, sizeof(*heap), cmp_better);
+    if (nh > req->offset) {
+        size_t cnt = nh - req->offset;
+        hits = calloc(cnt, sizeof(*hits));
+        if (!hits) {
+            rc = fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < cnt; i++) {
+            const cand_t *cd = &heap[req->offset + i];
+            float score = key_to_score(m, cd->key);
+            if (req->has_threshold &&
+                (fanns_metric_higher_better(m) ? score < req->score_threshold : score > req->score_threshold))
+                break;
+            rc = fanns__coll_fill_hit(c, cd->off, req->with_vector, &hits[*n]);
+            hits[*n].score = score;
+            (*n)++;
+            if (rc) {
+                fanns_err_set(err, rc, NULL, "out of memory");
+                goto fail;
+            }
+        }
+    }
+done:
+    pthread_rwlock_unlock(&c->lock);
+    free(heap);
+    *out = hits;
+    return 0;
+fail:
+    pthread_rwlock_unlock(&c->lock);
+    free(heap);
+    fanns_hits_free(hits, *n);
+    *n = 0;
+    return rc;
+}
+
+int fanns_coll_get_points(fanns_coll_t *c, const fanns_pid_t *ids, size_t nids, bool with_vector,
+                          fanns_hit_t **out, size_t *n, fanns_err_t *err) {
+    int rc = 0;
+    fanns_hit_t *hits = calloc(nids ? nids : 1, sizeof(*hits));
+    *n = 0;
+    *out = NULL;
+    if (!hits) return fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
+    pthread_rwlock_rdlock(&c->lock);
+    if (c->dropped) {
+        rc = fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Collection `%s` doesn't exist!", c->name);
+        goto fail;
+    }
+    for (size_t i = 0; i < nids; i++) {
+        int64_t off = fanns__coll_find(c, &ids[i]);
+        if (off < 0) continue;
+        rc = fanns__coll_fill_hit(c, (uint32_t)off, with_vector, &hits[*n]);
+        (*n)++;
+        if (rc) {
+            fanns_err_set(err, rc, NULL, "out of memory");
+            goto fail;
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+    *out = hits;
+    return 0;
+fail:
+    pthread_rwlock_unlock(&c->lock);
+    fanns_hits_free(hits, *n);
+    *n = 0;
+    return rc;
+}
+
+int fanns_coll_count(fanns_coll_t *c, const fanns_filter_t *filter, uint64_t *count, fanns_err_t *err) {
+    uint64_t cnt = 0;
+    pthread_rwlock_rdlock(&c->lock);
+    if (c->dropped) {
+        pthread_rwlock_unlock(&c->lock);
+        return fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Collection `%s` doesn't exist!", c->name);
+    }
+    if (!filter) {
+        cnt = c->count;
+    } else {
+        for (uint32_t off = 0; off < c->nslots; off++)
+            if (c->live[off] && fanns_filter_match(filter, &c->pids[off], c->payloads[off])) cnt++;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    *count = cnt;
+    return 0;
+}

@@ -1,0 +1,30 @@
+/*
+ * coll.h: storage-internal operations on a collection's in-memory slots (coll.c).  The
+ * writer thread (db.c) calls the mutators with the collection's write lock held.
+ */
+#ifndef FANNS_COLL_H
+#define FANNS_COLL_H
+
+#include "coll_int.h"
+
+/* New collection object with one reference (the map's); borrows config/schema by incref. */
+fanns_coll_t *fanns__coll_new(fanns_db_t *db, const char *name, uint32_t cid, uint32_t dim,
+                              fanns_metric_t metric, json_t *config, json_t *schema);
+void fanns__coll_destroy(fanns_coll_t *c);
+/* Offset of id, or -1. */
+int64_t fanns__coll_find(const fanns_coll_t *c, const fanns_pid_t *id);
+/* Takes a free offset (lowest freed first, else a new one). */
+int fanns__coll_alloc_slot(fanns_coll_t *c, uint32_t *off);
+/* Stores a point in slot off (takes the payload reference). */
+int fanns__coll_set_slot(fanns_coll_t *c, uint32_t off, const fanns_pid_t *id, uint64_t version,
+                         const float *vec, json_t *payload);
+/* Replaces a live slot's payload (takes the reference). */
+void fanns__coll_set_payload(fanns_coll_t *c, uint32_t off, json_t *payload, uint64_t version);
+/* Removes the point in slot off and puts the offset on the free list. */
+int fanns__coll_free_slot(fanns_coll_t *c, uint32_t off);
+/* After loading: every non-live offset below nslots becomes free. */
+int fanns__coll_rebuild_freelist(fanns_coll_t *c);
+/* Fills a hit from slot off (payload reference, optional vector copy). */
+int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, fanns_hit_t *h);
+
+#endif

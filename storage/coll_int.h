@@ -1,0 +1,72 @@
+/*
+ * coll_int.h: private layout of a collection and the database handle (storage/ only).
+ *
+ * A collection keeps every point in dense slots addressed by a 32-bit offset:
+ *   vecs[off * dim .. +dim)   the vector (unit length for Cosine)
+ *   pids[off], versions[off]  external id and the operation id of its last change
+ *   payloads[off]             immutable jansson object or NULL
+ *   live[off]                 1 if the slot holds a point
+ * Free slots are kept on a LIFO list; the id -> offset map is an open-addressing hash with
+ * linear probing and backward-shift deletion over offsets (entries store offset + 1).
+ *
+ * Locking: `lock` guards every field below it.  Only the writer thread takes it for
+ * writing.  `refs` counts the map's reference plus one per reader.
+ */
+#ifndef FANNS_COLL_INT_H
+#define FANNS_COLL_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "db.h"
+
+struct fanns_coll {
+    fanns_db_t *db;
+    char *name;
+    uint32_t cid;               /* numeric id used in LMDB keys; never reused */
+    uint32_t dim;
+    fanns_metric_t metric;
+    atomic_int refs;
+
+    pthread_rwlock_t lock;
+    bool dropped;               /* removed from the database; readers answer 404 */
+    json_t *config;             /* normalised config object */
+    json_t *schema;             /* payload indexes: {field: field_schema} */
+    uint32_t nslots, cap;
+    float *vecs;
+    fanns_pid_t *pids;
+    uint64_t *versions;
+    json_t **payloads;
+    uint8_t *live;
+    uint64_t count;             /* live points */
+    uint32_t *freelist;
+    uint32_t nfree, freecap;
+    uint32_t *htab;             /* offset + 1, 0 = empty */
+    uint32_t hcap;              /* power of two */
+};
+
+struct fanns_db {
+    MDB_env *env;
+    MDB_dbi dbi_meta, dbi_points, dbi_ids;
+    size_t mapsize;
+    pthread_rwlock_t env_lock;  /* shared by readers with an open read txn; exclusive to resize */
+
+    pthread_rwlock_t map_lock;  /* guards colls */
+    fanns_coll_t **colls;       /* sorted by name */
+    size_t ncolls, capcolls;
+
+    uint32_t next_cid;          /* writer only */
+    uint64_t op_seq;            /* writer only: last operation id given */
+
+    pthread_t writer;
+    bool writer_started;
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;         /* writer waits for entries */
+    pthread_cond_t donecv;      /* callers wait for completion */
+    fanns_wentry_t **queue;     /* ring buffer */
+    size_t qhead, qlen, qcap;
+    bool closing;
+};
+
+#endif

@@ -1,0 +1,213 @@
+#!/usr/bin/python3
+"""test_workload: the arXiv-like filtered workload end to end over HTTP, checked against its
+exact ground truth.
+
+Generates the workload with ../shared/workload/arxiv_like.py (20000 x 128, 200 queries, seed 1,
+cosine), loads it into a Cosine collection through PUT /points (batches of 500, wait=true, ids =
+row numbers, payloads from base.jsonl), then sends every query to POST /points/query with its
+filter and params.exact=true and compares the returned ids with gt.npy.  A returned id set may
+differ from the ground truth only by ties: every differing id must score within 1e-5 of the
+k-th score.  Every returned point must also pass the query's filter and carry its true score.
+A second pass without `exact` measures recall@10 of the approximate path and requires the
+mean to reach --min-recall.
+
+Usage: test_workload.py --fannsd build/fannsd [--shared-dir ../shared] [--min-recall 0.9]
+  The shared directory also comes from FANNS_SHARED_DIR; default <repo>/../shared.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import shutil
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fanns_harness as H  # noqa: E402
+
+COLL = "arxiv"
+TIE_EPS = 1e-5
+SCORE_EPS = 1e-4
+
+
+# A small evaluator for the filter kinds the generator writes (match value/any/except, range,
+# must/should/must_not), used only to check that returned points pass their filter.
+def field_values(payload, key):
+    v = payload
+    for part in key.split("."):
+        if not isinstance(v, dict) or part not in v:
+            return []
+        v = v[part]
+    if v is None:
+        return []
+    return v if isinstance(v, list) else [v]
+
+
+def cond_ok(payload, cond):
+    if any(k in cond for k in ("must", "should", "must_not", "min_should")):
+        return filter_ok(payload, cond)
+    vals = field_values(payload, cond["key"])
+    if "match" in cond:
+        m = cond["match"]
+        if "value" in m:
+            return any(x == m["value"] and type(x) is type(m["value"]) for x in vals)
+        if "any" in m:
+            return any(x in m["any"] for x in vals)
+        if "except" in m:
+            return any(x not in m["except"] for x in vals)
+    if "range" in cond:
+        r = cond["range"]
+        nums = [x for x in vals if isinstance(x, (int, float)) and not isinstance(x, bool)]
+        return any(("gt" not in r or x > r["gt"]) and ("gte" not in r or x >= r["gte"])
+                   and ("lt" not in r or x < r["lt"]) and ("lte" not in r or x <= r["lte"]) for x in nums)
+    raise ValueError("condition kind not handled by the test's evaluator: %r" % cond)
+
+
+def filter_ok(payload, flt):
+    if flt is None:
+        return True
+    must = flt.get("must") or []
+    should = flt.get("should") or []
+    must_not = flt.get("must_not") or []
+    if isinstance(must, dict):
+        must = [must]
+    if isinstance(should, dict):
+        should = [should]
+    if isinstance(must_not, dict):
+        must_not = [must_not]
+    return (all(cond_ok(payload, c) for c in must)
+            and (not should or any(cond_ok(payload, c) for c in should))
+            and not any(cond_ok(payload, c) for c in must_not))
+
+
+def main():
+    def extra(p):
+        p.add_argument("--shared-dir", default=os.environ.get("FANNS_SHARED_DIR",
+                                                              os.path.join(H.REPO, "..", "shared")))
+        p.add_argument("--n", type=int, default=20000)
+        p.add_argument("--dim", type=int, default=128)
+        p.add_argument("--queries", type=int, default=200)
+        p.add_argument("--batch", type=int, default=500)
+        p.add_argument("--min-recall", type=float, default=0.9,
+                       help="required mean recall@10 of the approximate (HNSW) pass")
+    args, _ = H.parse_args(sys.argv[1:], extra)
+    gen = os.path.join(os.path.abspath(args.shared_dir), "workload", "arxiv_like.py")
+    if not os.path.isfile(gen):
+        sys.stderr.write("FATAL: workload generator not found at %s (set FANNS_SHARED_DIR or --shared-dir)\n" % gen)
+        sys.exit(2)
+
+    work = tempfile.mkdtemp(prefix="fanns-workload-")
+    srv = H.Server(args.fannsd)
+    try:
+        out = os.path.join(work, "wl")
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, gen, "--n", str(args.n), "--dim", str(args.dim),
+                        "--queries", str(args.queries), "--seed", "1", "--no-text", out],
+                       check=True, stdout=subprocess.DEVNULL)
+        base = np.load(os.path.join(out, "base.npy"))
+        queries = np.load(os.path.join(out, "queries.npy"))
+        gt = np.load(os.path.join(out, "gt.npy"))
+        gt_dist = np.load(os.path.join(out, "gt_dist.npy"))
+        with open(os.path.join(out, "base.jsonl")) as f:
+            payloads = [json.loads(line) for line in f]
+        with open(os.path.join(out, "queries.jsonl")) as f:
+            qmeta = [json.loads(line) for line in f]
+        assert len(payloads) == base.shape[0] and len(qmeta) == queries.shape[0]
+        print("generated %d x %d, %d queries in %.1f s" % (base.shape + (len(qmeta), time.monotonic() - t0)),
+              flush=True)
+
+        srv.start()
+        c = srv.client(timeout=H.scaled(120))
+        H.create_collection(c, COLL, base.shape[1], "Cosine")
+        t0 = time.monotonic()
+        for s in range(0, base.shape[0], args.batch):
+            e = min(s + args.batch, base.shape[0])
+            res = c.put("/collections/%s/points?wait=true" % COLL, {"batch": {
+                "ids": list(range(s, e)), "vectors": base[s:e].tolist(), "payloads": payloads[s:e]}})
+            H.check_update_result(res, True, "upsert %d-%d" % (s, e))
+        t_up = time.monotonic() - t0
+        print("upserted %d points in %.2f s (%.0f points/s)" % (base.shape[0], t_up, base.shape[0] / t_up),
+              flush=True)
+        info = c.get("/collections/" + COLL)
+        assert info["points_count"] == base.shape[0], "points_count %r" % info["points_count"]
+
+        bn = base / np.linalg.norm(base, axis=1, keepdims=True)
+        failures = []
+        t0 = time.monotonic()
+        for qi, q in enumerate(queries):
+            flt = qmeta[qi]["filter"]
+            body = {"query": q.tolist(), "limit": 10, "params": {"exact": True}, "with_payload": False}
+            if flt is not None:
+                body["filter"] = flt
+            pts = c.post("/collections/%s/points/query" % COLL, body)["points"]
+            want = [int(x) for x in gt[qi] if x >= 0]
+            got = [p["id"] for p in pts]
+            true_s = bn @ (q / np.linalg.norm(q))
+            why = []
+            if len(got) != len(want):
+                why.append("returned %d points, ground truth has %d" % (len(got), len(want)))
+            for p in pts:
+                if not isinstance(p["id"], int) or not 0 <= p["id"] < base.shape[0]:
+                    why.append("unknown id %r" % p["id"])
+                    continue
+                if abs(p["score"] - true_s[p["id"]]) > SCORE_EPS:
+                    why.append("id %d score %.6f, true %.6f" % (p["id"], p["score"], true_s[p["id"]]))
+                if not filter_ok(payloads[p["id"]], flt):
+                    why.append("id %d does not pass the filter" % p["id"])
+            sc = [p["score"] for p in pts]
+            if sc != sorted(sc, reverse=True):
+                why.append("scores not in descending order")
+            if want and not why:
+                kth = 1.0 - float(gt_dist[qi][len(want) - 1])
+                for i in set(got) - set(want):
+                    if abs(true_s[i] - kth) > TIE_EPS:
+                        why.append("id %d (score %.6f) not in ground truth (k-th score %.6f)" % (i, true_s[i], kth))
+                for i in set(want) - set(got):
+                    if abs(true_s[i] - kth) > TIE_EPS:
+                        why.append("ground-truth id %d (score %.6f) missing (k-th score %.6f)" % (i, true_s[i], kth))
+            if why:
+                failures.append("query %d (%s, selectivity %s): %s; got %s want %s" % (
+                    qi, qmeta[qi]["kind"], qmeta[qi]["selectivity"], "; ".join(why[:4]), got, want))
+        t_q = time.monotonic() - t0
+        print("exact: %d queries in %.2f s (%.0f QPS over HTTP, one connection)" % (len(qmeta), t_q, len(qmeta) / t_q),
+              flush=True)
+        if failures:
+            print("%d of %d exact queries FAILED:" % (len(failures), len(qmeta)))
+            for f in failures[:30]:
+                print("  " + f)
+            sys.exit(1)
+
+        # Approximate pass: recall@10 per query kind.
+        per_kind = {}
+        t0 = time.monotonic()
+        for qi, q in enumerate(queries):
+            flt = qmeta[qi]["filter"]
+            body = {"query": q.tolist(), "limit": 10, "with_payload": False}
+            if flt is not None:
+                body["filter"] = flt
+            pts = c.post("/collections/%s/points/query" % COLL, body)["points"]
+            want = set(int(x) for x in gt[qi] if x >= 0)
+            for p in pts:
+                assert filter_ok(payloads[p["id"]], flt), "approximate query %d returned id %d outside its filter" \
+                    % (qi, p["id"])
+            if want:
+                per_kind.setdefault(qmeta[qi]["kind"], []).append(len(want & {p["id"] for p in pts}) / len(want))
+        t_a = time.monotonic() - t0
+        allr = [r for v in per_kind.values() for r in v]
+        mean = sum(allr) / len(allr)
+        print("approximate: %d queries in %.2f s (%.0f QPS), mean recall@10 %.3f; by kind: %s" % (
+            len(qmeta), t_a, len(qmeta) / t_a, mean,
+            ", ".join("%s %.3f" % (k, sum(v) / len(v)) for k, v in sorted(per_kind.items()))), flush=True)
+        assert mean >= args.min_recall, "mean recall@10 %.3f below %.2f" % (mean, args.min_recall)
+        srv.stop()
+    finally:
+        srv.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+    print("test_workload: OK")
+
+
+if __name__ == "__main__":
+    main()
