@@ -754,8 +754,11 @@ static void *writer_main(void *arg) {
 
         apply_group(db, batch, n);
 
+        /* A waited entry belongs to its caller again once done is set: read the flag first. */
+        bool detached[MAX_GROUP];
         pthread_mutex_lock(&db->qmu);
         for (size_t i = 0; i < n; i++) {
+            detached[i] = batch[i]->detached;
             if (batch[i]->result && batch[i]->detached)
                 fanns_warn("write to %s (not waited for) failed: %s", batch[i]->collection ? batch[i]->collection : "-",
                            batch[i]->err.msg);
@@ -764,7 +767,7 @@ static void *writer_main(void *arg) {
         pthread_cond_broadcast(&db->donecv);
         pthread_mutex_unlock(&db->qmu);
         for (size_t i = 0; i < n; i++)
-            if (batch[i]->detached) fanns_wentry_free(batch[i]);
+            if (detached[i]) fanns_wentry_free(batch[i]);
     }
     return NULL;
 }

@@ -199,7 +199,8 @@ def main():
             assert sum(w.acked for w in writers) > 0, "round %d: no write was acknowledged before the kill" % rnd_no
             # The recovered collection keeps its config and answers searches.
             info = c.get("/collections/" + COLL)
-            assert info["config"]["params"]["vectors"] == {"size": DIM, "distance": "Euclid"}, info
+            v = info["config"]["params"]["vectors"]
+            assert (v.get("size"), v.get("distance")) == (DIM, "Euclid"), info
             assert info["points_count"] == n, "points_count %r, stored %d" % (info["points_count"], n)
             hits = c.post("/collections/%s/points/search" % COLL, {"vector": [0.0] * DIM, "limit": 5})
             assert len(hits) == min(5, n), hits

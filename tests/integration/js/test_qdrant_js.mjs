@@ -97,7 +97,8 @@ async function main() {
   let info = await client.getCollection(NAME);
   assert.equal(info.status, 'green');
   assert.equal(info.points_count, 0);
-  assert.deepEqual(info.config.params.vectors, { size: DIM, distance: 'Dot' });
+  assert.equal(info.config.params.vectors.size, DIM);
+  assert.equal(info.config.params.vectors.distance, 'Dot');
 
   let res = await client.upsert(NAME, { wait: true, points });
   assert.equal(res.status, 'completed');
