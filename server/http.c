@@ -1073,7 +1073,7 @@ int fanns_http_listen(fanns_http_server_t *srv, fanns_err_t *err) {
                                                : ((struct sockaddr_in *)&ss)->sin_port);
     snprintf(fields, sizeof(fields), "host=%s port=%d max_connections=%u max_request_size=%zu", srv->host,
              srv->port, srv->o.max_connections, srv->o.max_request_size);
-    fanns_log(FANNS_LOG_INFO, fields, "listening");
+    if (FANNS_LOG_ENABLED(FANNS_LOG_INFO)) fanns_log(FANNS_LOG_INFO, fields, "listening");
     if (srv->port_file && (rc = write_port_file(srv->port_file, srv->port, err)) != 0) return rc;
     return 0;
 }

@@ -329,8 +329,6 @@ static void untouch_all(group_t *g) {
     g->nnames = 0;
 }
 
-/* An LMDB failure inside apply: the whole group must be rolled back. */
-#define FATAL(rc) ((rc) == FANNS_EIO || (rc) == FANNS_ECORRUPT || (rc) == FANNS_ENOMEM || (rc) == FANNS_EINTERNAL)
 
 static int put_meta_coll(fanns_db_t *db, MDB_txn *txn, fanns_coll_t *c, fanns_err_t *err, int *mdb_rc) {
     char key[sizeof(META_COLL_PREFIX) + FANNS_MAX_NAME];
@@ -381,7 +379,12 @@ static int del_prefix(MDB_txn *txn, MDB_dbi dbi, uint32_t cid, int *mdb_rc) {
     if (rc) goto out;
     be32(kb, cid);
     MDB_val k = {4, kb}, v;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT)) {
+    /* Re-position after each delete: MDB_GET_CURRENT after deleting the last key of the
+     * tree answers EINVAL rather than NOTFOUND. */
+    for (;;) {
+        k.mv_size = 4;
+        k.mv_data = kb;
+        if ((rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)) != 0) break;
         if (k.mv_size < 4 || rd_be32(k.mv_data) != cid) break;
         if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
     }
@@ -678,22 +681,28 @@ static size_t entry_bytes(const fanns_wentry_t *e) {
     return b;
 }
 
-/* Applies a group of entries in one transaction.  Every entry ends with done = true. */
+/* Errors an entry reports before it changes anything; any other error may leave the
+ * transaction and memory half-changed, so the group is rolled back and retried without it. */
+#define CLEAN_FAILURE(rc) ((rc) == FANNS_ENOTFOUND || (rc) == FANNS_EEXIST || (rc) == FANNS_EVALIDATE || (rc) == FANNS_EINVAL)
+
+/* Applies a group of entries in one transaction.  Every entry ends with a result. */
 static void apply_group(fanns_db_t *db, fanns_wentry_t **ents, size_t n) {
     group_t g;
     size_t need = 0;
     uint64_t seq0 = db->op_seq;
     int attempts = 0;
+    bool excluded[MAX_GROUP];
 
     memset(&g, 0, sizeof(g));
+    memset(excluded, 0, sizeof(excluded));
     for (size_t i = 0; i < n; i++) need += entry_bytes(ents[i]);
-    if (ensure_space(db, need, false) != 0) {
-        /* Keep going: the transaction itself will tell whether the map suffices. */
-    }
+    /* If growing fails here, the transaction itself tells whether the map suffices. */
+    (void)ensure_space(db, need, false);
 retry:
     attempts++;
     db->op_seq = seq0;
     int fatal = 0, mdb_rc = 0;
+    long culprit = -1;
     int rc = mdb_txn_begin(db->env, NULL, 0, &g.txn);
     if (rc) {
         mdb_rc = rc;
@@ -701,14 +710,16 @@ retry:
     }
     for (size_t i = 0; i < n && !fatal; i++) {
         fanns_wentry_t *e = ents[i];
+        if (excluded[i]) continue;
         fanns_err_clear(&e->err);
         e->op_id = ++db->op_seq;
         e->result = apply_entry(db, &g, e, &mdb_rc);
-        if (e->result && FATAL(e->result)) fatal = e->result;
+        if (e->result && !CLEAN_FAILURE(e->result)) {
+            fatal = e->result;
+            culprit = (long)i;
+        }
     }
-    if (!fatal) {
-        if (put_u64(db, g.txn, "op_seq", db->op_seq, &mdb_rc) != 0) fatal = FANNS_EIO;
-    }
+    if (!fatal && put_u64(db, g.txn, "op_seq", db->op_seq, &mdb_rc) != 0) fatal = FANNS_EIO;
     if (!fatal) {
         rc = mdb_txn_commit(g.txn);
         g.txn = NULL;
@@ -717,21 +728,28 @@ retry:
             fatal = FANNS_EIO;
         }
     }
-    if (fatal) {
-        if (g.txn) mdb_txn_abort(g.txn);
-        g.txn = NULL;
-        resync(db, &g);
+    if (!fatal) {
         untouch_all(&g);
-        db->op_seq = seq0;
-        if (mdb_rc == MDB_MAP_FULL && attempts < 8 && ensure_space(db, need, true) == 0) goto retry;
-        fanns_error("write group of %zu entries failed: %s", n, mdb_rc ? mdb_strerror(mdb_rc) : fanns_err_name(fatal));
-        for (size_t i = 0; i < n; i++) {
-            ents[i]->result = fanns_err_set(&ents[i]->err, FANNS_EIO, NULL, "storage error: %s",
-                                            mdb_rc ? mdb_strerror(mdb_rc) : fanns_err_name(fatal));
-        }
         return;
     }
+    if (g.txn) mdb_txn_abort(g.txn);
+    g.txn = NULL;
+    resync(db, &g);
     untouch_all(&g);
+    db->op_seq = seq0;
+    if (mdb_rc == MDB_MAP_FULL && attempts < 16 && ensure_space(db, need, true) == 0) goto retry;
+    if (mdb_rc == 0 && culprit >= 0 && attempts < 2 * MAX_GROUP) {
+        /* The entry failed on its own (say, a collection at its point limit): keep its error
+         * and apply the others without it. */
+        excluded[culprit] = true;
+        goto retry;
+    }
+    fanns_error("write group of %zu entries failed: %s", n, mdb_rc ? mdb_strerror(mdb_rc) : fanns_err_name(fatal));
+    for (size_t i = 0; i < n; i++) {
+        if (excluded[i]) continue;
+        ents[i]->result = fanns_err_set(&ents[i]->err, FANNS_EIO, NULL, "storage error: %s",
+                                        mdb_rc ? mdb_strerror(mdb_rc) : fanns_err_name(fatal));
+    }
 }
 
 static void *writer_main(void *arg) {

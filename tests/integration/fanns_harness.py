@@ -81,11 +81,12 @@ class Client:
     """A keep-alive HTTP/1.1 client for one server.  A request that fails because the server
     closed an idle kept-alive connection is retried once on a fresh connection."""
 
-    def __init__(self, host, port, timeout=None):
+    def __init__(self, host, port, timeout=None, server=None):
         self.host = host
         self.port = port
         self.timeout = timeout if timeout is not None else scaled(60)
         self.conn = None
+        self.server = server        # if set, a failed request reports the server's state
 
     def close(self):
         if self.conn is not None:
@@ -122,12 +123,27 @@ class Client:
                     self.close()
                 return resp
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-                    http.client.CannotSendRequest, http.client.BadStatusLine):
+                    http.client.CannotSendRequest, http.client.BadStatusLine) as e:
                 self.close()
                 if attempt == 0 and reused:
                     continue
+                self._report(method, path, data, e)
+                raise
+            except OSError as e:
+                self.close()
+                self._report(method, path, data, e)
                 raise
         raise AssertionError("unreachable")
+
+    def _report(self, method, path, data, e):
+        if self.server is None:
+            return
+        time.sleep(0.2)
+        proc = self.server.proc
+        state = "running" if proc is not None and proc.poll() is None else \
+            "EXITED with code %s" % (None if proc is None else proc.poll())
+        sys.stderr.write("request %s %s (%d body bytes) failed: %r; fannsd is %s\n--- fannsd log tail ---\n%s\n"
+                         % (method, path, len(data or b""), e, state, self.server.log_tail(40)))
 
     # JSON helpers ------------------------------------------------------------------------
 
@@ -246,7 +262,7 @@ class Server:
 
     def client(self, timeout=None):
         assert self.port is not None, "server not started"
-        c = Client("127.0.0.1", self.port, timeout)
+        c = Client("127.0.0.1", self.port, timeout, server=self)
         self._clients.append(c)
         return c
 

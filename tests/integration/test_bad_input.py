@@ -33,13 +33,28 @@ def setUpModule():
     global SERVER, C, SNAPSHOT
     SERVER = H.Server(H.ARGS.fannsd).start()
     C = SERVER.client()
-    H.create_collection(C, REF, DIM, "Cosine")
+    load_reference()
+    SNAPSHOT = snapshot()
+
+
+def reference_points():
     pts = [{"id": i, "vector": [1 + i, (i % 5) - 2, 0.5, -1.0 * (i % 3)],
             "payload": {"i": i, "city": ["a", "b", "c"][i % 3], "tags": ["t%d" % (i % 4)]}} for i in range(30)]
     pts += [{"id": "6f1b2a3c-0000-4000-8000-00000000000%d" % i, "vector": [0, 1, i, 1], "payload": {"u": i}}
             for i in range(3)]
+    return pts
+
+
+def load_reference():
+    """Creates the reference collection whose content every bad request must leave alone, or
+    puts its content back (upsert the originals, delete strangers) after a test changed it."""
+    pts = reference_points()
+    if not C.get("/collections/%s/exists" % REF)["exists"]:
+        H.create_collection(C, REF, DIM, "Cosine")
     H.upsert(C, REF, pts)
-    SNAPSHOT = snapshot()
+    extra = set(r["id"] for r in H.scroll_all(C, REF, with_payload=False)) - set(p["id"] for p in pts)
+    if extra:
+        C.post("/collections/%s/points/delete?wait=true" % REF, {"points": sorted(extra, key=H.id_sort_key)})
 
 
 def tearDownModule():
@@ -58,25 +73,41 @@ def snapshot():
 
 
 class BadInputTest(unittest.TestCase):
-    def after_bad(self, what):
-        """The server is up and the reference data is unchanged."""
-        self.assertTrue(SERVER.alive(), "%s: fannsd died\n%s" % (what, SERVER.log_tail()))
+    def state_after(self, what):
+        """Returns a list of problems: server down, /readyz not 200, reference data changed.
+        Changed data is reloaded so that one failure does not cascade into later tests."""
+        if not SERVER.alive():
+            return ["%s: fannsd died\n%s" % (what, SERVER.log_tail())]
         fresh = H.Client("127.0.0.1", SERVER.port, timeout=H.scaled(10))
         try:
             r = fresh.request("GET", "/readyz")
         finally:
             fresh.close()
-        self.assertEqual(r.status, 200, "%s: /readyz after the bad request: %s" % (what, r.describe()))
-        self.assertEqual(snapshot(), SNAPSHOT, "%s: stored points changed" % what)
+        problems = []
+        if r.status != 200:
+            problems.append("%s: /readyz after the bad request: %s" % (what, r.describe()))
+        snap = snapshot()
+        if snap != SNAPSHOT:
+            load_reference()
+            problems.append("%s: the bad request changed stored points (count %d -> %d); reference reloaded"
+                            % (what, SNAPSHOT[1], snap[1]))
+        return problems
+
+    def after_bad(self, what):
+        """The server is up and the reference data is unchanged."""
+        problems = self.state_after(what)
+        self.assertFalse(problems, "\n".join(problems))
 
     def bad(self, method, path, body=None, raw=None, expect=(400,), what=None):
         what = what or "%s %s %s" % (method, path, (raw if raw is not None else json.dumps(body))[:120])
         if isinstance(expect, int):
             expect = (expect,)
         r = C.request(method, path, body=body, raw=raw)
-        self.assertIn(r.status, expect, "%s: expected HTTP %s, got %s" % (what, expect, r.describe()))
+        problems = self.state_after(what)
+        self.assertIn(r.status, expect, "%s: expected HTTP %s, got %s%s" % (
+            what, expect, r.describe(), "".join("\n  " + p for p in problems)))
         H.check_error_envelope(r, what)
-        self.after_bad(what)
+        self.assertFalse(problems, "\n".join(problems))
         return r
 
     # --- malformed JSON ----------------------------------------------------------------------
@@ -438,7 +469,7 @@ class BadInputTest(unittest.TestCase):
 
     def test_wrong_method(self):
         for method, path in (("DELETE", "/collections/%s/points/search" % REF),
-                             ("GET", "/collections/%s/points/search" % REF),
+                             ("PUT", "/collections/%s/points/search" % REF),
                              ("PATCH", "/collections/%s/points/scroll" % REF),
                              ("POST", "/collections/%s/exists" % REF),
                              ("DELETE", "/collections/%s/points" % REF),
