@@ -535,20 +535,28 @@ int fanns__api_index_delete(api_ctx_t *ctx, const char *name, const char *field)
 
 /* ---- routing ------------------------------------------------------------------------ */
 
-static bool query_flag(const char *q, const char *name, bool def) {
+/* Reads boolean query parameter name ("true"/"false", also "1"/"0" and a bare name) into
+ * *out (def when absent).  Returns 0 or FANNS_EINVAL for any other value. */
+static int query_flag(const char *q, const char *name, bool def, bool *out, fanns_err_t *err) {
     size_t nl = strlen(name);
+    *out = def;
     while (q && *q) {
         const char *amp = strchr(q, '&');
         size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
+        if (len == nl && strncmp(q, name, nl) == 0) {
+            *out = true;
+        } else if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
             const char *v = q + nl + 1;
             size_t vl = len - nl - 1;
-            return (vl == 4 && strncmp(v, "true", 4) == 0) || (vl == 1 && *v == '1');
+            if ((vl == 4 && strncmp(v, "true", 4) == 0) || (vl == 1 && *v == '1')) *out = true;
+            else if ((vl == 5 && strncmp(v, "false", 5) == 0) || (vl == 1 && *v == '0')) *out = false;
+            else
+                return fanns_err_set(err, FANNS_EINVAL, name, "Query deserialize error: %s must be true or false, got `%.*s`", name,
+                                     (int)(vl > 40 ? 40 : vl), v);
         }
-        if (len == nl && strncmp(q, name, nl) == 0) return true;
         q = amp ? amp + 1 : NULL;
     }
-    return def;
+    return 0;
 }
 
 bool fanns_api_is_cheap(const fanns_api_req_t *req) {
@@ -638,7 +646,6 @@ void fanns_api_handle(fanns_api_t *api, const fanns_api_req_t *req, fanns_api_re
     memset(resp, 0, sizeof(*resp));
     ctx.api = api;
     ctx.req = req;
-    ctx.wait = query_flag(req->query, "wait", false);
 
     if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0) {
         if (strcmp(req->path, "/") == 0) {
@@ -658,6 +665,7 @@ void fanns_api_handle(fanns_api_t *api, const fanns_api_req_t *req, fanns_api_re
         }
     }
 
+    if ((rc = query_flag(req->query, "wait", false, &ctx.wait, &ctx.err)) != 0) goto out;
     /* Split the path into segments (in place, in a copy). */
     if (strlen(req->path) >= sizeof(pathbuf)) {
         rc = fanns_err_set(&ctx.err, FANNS_EINVAL, NULL, "path too long");

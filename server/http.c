@@ -353,10 +353,16 @@ static void update_timer(conn_t *c) {
     } else if (c->cur) {
         kind = TIMER_BODY;
         deadline = now + srv->o.idle_timeout_ms;
-    } else if (c->qh || c->writes) {
+    } else if (c->qh) {
+        /* A request is being handled: a slow query must not cost the client its connection. */
         uv_timer_stop(&c->timer);
         c->timer_kind = TIMER_NONE;
         return;
+    } else if (c->writes) {
+        /* Responses are being written: a client that stops reading is dropped after the
+         * idle timeout without progress (re-armed at each completed write). */
+        kind = TIMER_IDLE;
+        deadline = now + srv->o.idle_timeout_ms;
     } else if (c->read_done) {
         uv_timer_stop(&c->timer);
         c->timer_kind = TIMER_NONE;
@@ -709,11 +715,15 @@ static int cb_headers_complete(llhttp_t *p) {
     }
     /* Accept origin-form and absolute-form targets (RFC 9112 section 3.2). */
     if (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8)) {
-        const char *slash = strchr(strstr(url, "//") + 2, '/');
-        if (!slash) slash = "/";
-        ulen -= (size_t)(slash - url) <= ulen ? (size_t)(slash - url) : ulen;
-        url = slash;
-        if (!strcmp(url, "/")) ulen = 1;
+        const char *auth = strstr(url, "//") + 2;
+        const char *slash = memchr(auth, '/', ulen - (size_t)(auth - url));
+        if (slash) {
+            ulen -= (size_t)(slash - url);
+            url = slash;
+        } else {
+            url = "/";
+            ulen = 1;
+        }
     }
     if (url[0] != '/') return fail_parse(c, 400, "request target must be an absolute path");
     q = memchr(url, '?', ulen);
@@ -951,7 +961,7 @@ void fanns_http_opts_init(fanns_http_opts_t *o) {
     o->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
 }
 
-static void set_threadpool_size(void) {
+void fanns_http_size_threadpool(void) {
     char v[16];
     unsigned n;
     if (getenv("UV_THREADPOOL_SIZE")) return;
@@ -978,7 +988,7 @@ int fanns_http_new(const fanns_http_opts_t *opts, fanns_http_server_t **out, fan
     int rc;
     *out = NULL;
     if (!opts || !opts->handle) return fanns_err_set(err, FANNS_EINVAL, NULL, "http server needs a request handler");
-    set_threadpool_size();
+    fanns_http_size_threadpool();
     srv = calloc(1, sizeof(*srv));
     if (!srv) return fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
     srv->o = *opts;
@@ -1073,7 +1083,8 @@ int fanns_http_listen(fanns_http_server_t *srv, fanns_err_t *err) {
                                                : ((struct sockaddr_in *)&ss)->sin_port);
     snprintf(fields, sizeof(fields), "host=%s port=%d max_connections=%u max_request_size=%zu", srv->host,
              srv->port, srv->o.max_connections, srv->o.max_request_size);
-    if (FANNS_LOG_ENABLED(FANNS_LOG_INFO)) fanns_log(FANNS_LOG_INFO, fields, "listening");
+    /* Printed at any level but "off": tests and operators find the bound port here. */
+    if (fanns_log_get_level() != FANNS_LOG_OFF) fanns_log(FANNS_LOG_INFO, fields, "listening");
     if (srv->port_file && (rc = write_port_file(srv->port_file, srv->port, err)) != 0) return rc;
     return 0;
 }

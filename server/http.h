@@ -57,14 +57,19 @@ typedef struct fanns_http_server fanns_http_server_t;
 /* Sets opts to the defaults (host 0.0.0.0, port 6333, limits as above, no handler). */
 void fanns_http_opts_init(fanns_http_opts_t *opts);
 
-/* Creates a server with its own uv loop.  Copies opts (strings included).  Also sets
- * UV_THREADPOOL_SIZE to max(4, 2 * cores) unless the environment already sets it; call it
- * before anything else uses the libuv thread pool.
+/* Sets UV_THREADPOOL_SIZE to max(4, 2 * cores) unless the environment already sets it.  Call
+ * it early, before other threads start (setenv is not thread-safe) and before anything uses
+ * the libuv thread pool; fanns_http_new calls it too. */
+void fanns_http_size_threadpool(void);
+
+/* Creates a server with its own uv loop.  Copies opts (strings included).  Calls
+ * fanns_http_size_threadpool.
  * Returns 0, FANNS_EINVAL (no handler) or FANNS_ENOMEM/FANNS_EIO; *out is the server. */
 int fanns_http_new(const fanns_http_opts_t *opts, fanns_http_server_t **out, fanns_err_t *err);
 
-/* Binds and listens, logs msg="listening" with host= and port=, writes port_file.
- * Returns 0 or FANNS_EIO (address in use, bad host...). */
+/* Binds and listens, logs msg="listening" with host= and port= (at every log level except
+ * off), writes port_file.
+ * Returns 0, FANNS_EINVAL (host is not an IPv4/IPv6 literal) or FANNS_EIO (address in use...). */
 int fanns_http_listen(fanns_http_server_t *srv, fanns_err_t *err);
 
 /* The bound port (valid after fanns_http_listen). */

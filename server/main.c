@@ -85,9 +85,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     fanns_log_set_level((fanns_log_level_t)cfg.log_level);
+    fanns_http_size_threadpool();
     fanns_dist_init();
     snprintf(fields, sizeof(fields), "version=%s isa=%s data_dir=\"%s\"", FANNS_VERSION, fanns_dist_isa(), cfg.data_dir);
-    fanns_log(FANNS_LOG_INFO, fields, "starting fannsd");
+    if (FANNS_LOG_ENABLED(FANNS_LOG_INFO)) fanns_log(FANNS_LOG_INFO, fields, "starting fannsd");
 
     if (make_dirs(cfg.data_dir, &err) != 0) goto fail;
     if ((rc = fanns_db_open(cfg.data_dir, NULL, &db, &err)) != 0) goto fail;

@@ -113,6 +113,47 @@ class Writer(threading.Thread):
                           "payloads": slot_payloads(slot, version, self.thread_no)}}
 
 
+class Reader(threading.Thread):
+    """Searches while the writers write, until the kill.  Every hit must be a whole point: its
+    vector is the one written together with its payload (no torn read of a half-applied
+    write), and it passes the search's filter."""
+
+    def __init__(self, server, rnd):
+        super().__init__(daemon=True)
+        self.client = H.Client("127.0.0.1", server.port, timeout=H.scaled(30))
+        self.rnd = rnd
+        self.searches = 0
+        self.error = None
+
+    def run(self):
+        try:
+            while True:
+                k = self.rnd.randrange(7)
+                body = {"vector": [self.rnd.uniform(-100, 100) for _ in range(DIM)], "limit": 20,
+                        "with_payload": True, "with_vector": True,
+                        "filter": {"must": [{"key": "tag", "match": {"value": "s%d" % k}}]}}
+                try:
+                    r = self.client.request("POST", "/collections/%s/points/search" % COLL, body=body)
+                except OSError:
+                    return
+                if r.status != 200 or not isinstance(r.result, list):
+                    self.error = "search during writes: %s" % r.describe()
+                    return
+                for h in r.result:
+                    p = h.get("payload") or {}
+                    if p.get("tag") != ["x", "s%d" % k]:
+                        self.error = "search hit %r does not pass the filter tag=s%d" % (p, k)
+                        return
+                    want = slot_vectors(p["slot"], p["v"])[p["j"]]
+                    if h.get("vector") != want or h["id"] != p["slot"] * BATCH + p["j"]:
+                        self.error = "torn read: point %r has payload of slot %d version %d but another vector" \
+                            % (h["id"], p["slot"], p["v"])
+                        return
+                self.searches += 1
+        finally:
+            self.client.close()
+
+
 def verify(c, models, inflights, what):
     """Checks the stored points against the acknowledged model plus the in-flight requests.
     Returns the models updated with whatever the in-flight requests turned out to have done."""
@@ -180,13 +221,18 @@ def main():
         H.create_collection(c, COLL, DIM, "Euclid")
         for rnd_no in range(args.rounds):
             writers = [Writer(srv, t, rnd_no, models[t], random.Random(rnd.random())) for t in range(2)]
+            reader = Reader(srv, random.Random(rnd.random()))
             for w in writers:
                 w.start()
+            reader.start()
             delay = rnd.uniform(0.5, 3.0) * H.TIME_SCALE
             time.sleep(delay)
             for w in writers:
                 assert w.is_alive() or w.error is None, "writer failed before the kill: %s" % w.error
             srv.kill()
+            reader.join(H.scaled(60))
+            assert not reader.is_alive(), "reader thread did not stop after the kill"
+            assert reader.error is None, "round %d: %s" % (rnd_no, reader.error)
             for w in writers:
                 w.join(H.scaled(60))
                 assert not w.is_alive(), "writer thread did not stop after the kill"
@@ -194,8 +240,9 @@ def main():
             srv.start()
             c = srv.client()
             n = verify(c, models, [w.inflight for w in writers], "round %d" % rnd_no)
-            print("round %d: killed after %.2f s; acknowledged %s writes; in flight %s; %d points stored"
-                  % (rnd_no, delay, [w.acked for w in writers], [w.inflight for w in writers], n), flush=True)
+            print("round %d: killed after %.2f s; acknowledged %s writes; in flight %s; %d points stored; "
+                  "%d searches during the writes" % (rnd_no, delay, [w.acked for w in writers],
+                                                     [w.inflight for w in writers], n, reader.searches), flush=True)
             assert sum(w.acked for w in writers) > 0, "round %d: no write was acknowledged before the kill" % rnd_no
             # The recovered collection keeps its config and answers searches.
             info = c.get("/collections/" + COLL)

@@ -72,6 +72,16 @@ static void fake_handle(void *ctx, const fanns_api_req_t *req, fanns_api_resp_t 
     resp->body_len = (size_t)n + req->body_len;
 }
 
+/* An injected error formatter, to check the server uses it for its own errors. */
+static void fake_error(int status, const char *msg, fanns_api_resp_t *resp) {
+    char b[256];
+    int n = snprintf(b, sizeof(b), "fake-error %d: %s", status, msg);
+    resp->status = status;
+    resp->content_type = "text/x-fake";
+    resp->body = strdup(b);
+    resp->body_len = (size_t)n;
+}
+
 static bool fake_cheap(void *ctx, const fanns_api_req_t *req) {
     (void)ctx;
     return !strcmp(req->path, "/");
@@ -451,6 +461,11 @@ START_TEST(test_percent_decoding_and_head) {
     /* The path is decoded, the query is passed raw. */
     ck_assert(!strncmp(r.body, "GET /collections/my coll/x q=wait=true&x=%41 len=0", 50));
     resp_free(&r);
+    /* An absolute-form target is reduced to its path. */
+    cli_sends(c, "GET http://example.com:6333/abs/p%2Bq?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    ck_assert_int_eq(cli_read_resp(c, &r, false), 0);
+    ck_assert(!strncmp(r.body, "GET /abs/p+q q=x=1 len=0", 24));
+    resp_free(&r);
     /* HEAD is answered like GET without a body, with the GET body's length. */
     cli_sends(c, "HEAD /echo/h HTTP/1.1\r\nHost: x\r\n\r\n");
     ck_assert_int_eq(cli_read_resp(c, &r, true), 0);
@@ -539,6 +554,7 @@ START_TEST(test_connection_limit) {
     fanns_http_opts_t o;
     fanns_http_opts_init(&o);
     o.max_connections = 2;
+    o.error = fake_error;
     start_server(&o);
     cli_t *a = cli_open(), *b = cli_open();
     /* Make sure both are accepted before the third arrives. */
@@ -551,7 +567,8 @@ START_TEST(test_connection_limit) {
     cli_t *c = cli_open();
     ck_assert_int_eq(cli_read_resp(c, &r, false), 0);
     ck_assert_int_eq(r.status, 503);
-    ck_assert_ptr_nonnull(strstr(r.body, "too many open connections"));
+    ck_assert_str_eq(r.body, "fake-error 503: too many open connections");
+    ck_assert(has_header(&r, "\r\nContent-Type: text/x-fake\r\n"));
     resp_free(&r);
     ck_assert(cli_eof(c));
     cli_close(c);
@@ -687,7 +704,11 @@ START_TEST(test_port_file_and_bad_host) {
     o.port = 0;
     o.port_file = path;
     o.handle = fake_handle;
+    unsetenv("UV_THREADPOOL_SIZE");
     ck_assert_int_eq(fanns_http_new(&o, &s, &err), 0);
+    /* The pool is sized for the machine unless the user set UV_THREADPOOL_SIZE. */
+    ck_assert_ptr_nonnull(getenv("UV_THREADPOOL_SIZE"));
+    ck_assert_int_ge(atoi(getenv("UV_THREADPOOL_SIZE")), 4);
     ck_assert_int_eq(fanns_http_listen(s, &err), 0);
     FILE *f = fopen(path, "r");
     int port = -1;
