@@ -68,7 +68,19 @@ int fanns_pid_from_json(const json_t *v, fanns_pid_t *out, const char *path, fan
         return 0;
     }
     if (json_is_string(v)) {
-        if (parse_uuid(json_string_value(v), out->uuid) == 0) {
+        const char *s = json_string_value(v);
+        size_t ml = strlen(FANNS_PID_U64_MARK);
+        if (strncmp(s, FANNS_PID_U64_MARK, ml) == 0) {
+            errno = 0;
+            char *end;
+            unsigned long long n = strtoull(s + ml, &end, 10);
+            if (errno == 0 && *end == 0 && end != s + ml) {
+                out->kind = FANNS_PID_NUM;
+                out->num = n;
+                return 0;
+            }
+        }
+        if (parse_uuid(s, out->uuid) == 0) {
             out->kind = FANNS_PID_UUID;
             return 0;
         }
@@ -84,9 +96,12 @@ void fanns_pid_uuid_str(const uint8_t u[16], char out[37]) {
 
 json_t *fanns_pid_to_json(const fanns_pid_t *id) {
     if (id->kind == FANNS_PID_NUM) {
-        /* jansson integers are signed 64-bit; ids above INT64_MAX are written as their
-         * two's complement would be wrong, so clamp representation through a real. */
-        if (id->num > (uint64_t)INT64_MAX) return json_real((double)id->num);
+        if (id->num > (uint64_t)INT64_MAX) {
+            /* Beyond jansson's integers: the API layer writes this back as a bare literal. */
+            char buf[40];
+            snprintf(buf, sizeof(buf), FANNS_PID_U64_MARK "%llu", (unsigned long long)id->num);
+            return json_string(buf);
+        }
         return json_integer((json_int_t)id->num);
     }
     char s[37];

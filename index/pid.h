@@ -18,6 +18,10 @@
 #define FANNS_PID_NUM 0
 #define FANNS_PID_UUID 1
 #define FANNS_PID_KEYLEN 17
+/* jansson cannot hold integers above INT64_MAX: the API layer carries them as strings with
+ * this prefix (proto/json_u64.h), which fanns_pid_from_json accepts and fanns_pid_to_json
+ * produces. */
+#define FANNS_PID_U64_MARK "\x01u64:"
 
 typedef struct fanns_pid {
     uint8_t kind;           /* FANNS_PID_NUM or FANNS_PID_UUID */

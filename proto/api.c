@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "api_int.h"
+#include "json_u64.h"
 #include "log.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
@@ -108,12 +109,13 @@ static const char *reason(int status) {
 static void set_json(fanns_api_resp_t *resp, int status, json_t *doc) {
     resp->status = status;
     resp->content_type = "application/json";
-    resp->body = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    resp->body = json_dumps(doc, JSON_COMPACT); /* full double precision: payload numbers round-trip */
     if (!resp->body) {
         static const char oom[] = "{\"status\":{\"error\":\"out of memory\"},\"time\":0}";
         resp->status = 500;
         resp->body = strdup(oom);
     }
+    if (resp->body && strstr(resp->body, "\\u0001u64:")) fanns__json_u64_unprotect(resp->body);
     resp->body_len = resp->body ? strlen(resp->body) : 0;
 }
 
@@ -681,7 +683,12 @@ void fanns_api_handle(fanns_api_t *api, const fanns_api_req_t *req, fanns_api_re
     }
     if (req->body_len > 0) {
         json_error_t je;
-        ctx.body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+        size_t plen = 0;
+        char *prot = fanns__json_u64_protect(req->body, req->body_len, &plen);
+        ctx.u64_protected = prot != NULL;
+        ctx.body = prot ? json_loadb(prot, plen, JSON_REJECT_DUPLICATES, &je)
+                        : json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+        free(prot);
         if (!ctx.body) {
             rc = fanns_err_set(&ctx.err, FANNS_EINVAL, NULL, "Format error in JSON body: %s at line %d column %d", je.text, je.line,
                                je.column);

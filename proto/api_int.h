@@ -27,6 +27,7 @@ typedef struct api_ctx {
     const char *segs[8];    /* path segments */
     int nsegs;
     bool wait;              /* ?wait=true */
+    bool u64_protected;     /* body had integers above INT64_MAX (json_u64.h) */
     json_t *result;         /* success result (owned) */
     int http_status;        /* success status, 200 unless set */
     fanns_err_t err;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "api_int.h"
+#include "json_u64.h"
 #include "log.h"
 
 /* ---- payload / vector selection ----------------------------------------------------- */
@@ -307,6 +308,7 @@ int fanns__api_points_upsert(api_ctx_t *ctx, const char *name) {
                 goto fail;
             }
             e->payloads[i] = json_incref((json_t *)pay);
+            if (ctx->u64_protected) fanns__json_u64_payload(e->payloads[i]);
         }
     }
     return fanns__api_submit(ctx, e);
@@ -402,6 +404,7 @@ int fanns__api_points_payload(api_ctx_t *ctx, const char *name, fanns_wop_t op) 
             goto fail;
         }
         e->payload = json_incref(p);
+        if (ctx->u64_protected) fanns__json_u64_payload(p);
         json_t *key = json_object_get(ctx->body, "key");
         if (key && !json_is_null(key)) {
             if (op != FANNS_W_SET_PAYLOAD || !json_is_string(key) || json_string_length(key) == 0 || strchr(json_string_value(key), '[')) {

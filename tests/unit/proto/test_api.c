@@ -196,6 +196,36 @@ START_TEST(test_payload_ops) {
 }
 END_TEST
 
+
+START_TEST(test_u64_ids) {
+    json_decref(ok("PUT", "/collections/u", "{\"vectors\":{\"size\":2,\"distance\":\"Dot\"}}"));
+    json_decref(ok("PUT", "/collections/u/points",
+                   "{\"points\":[{\"id\":18446744073709551615,\"vector\":[1,0],\"payload\":{\"big\":9223372036854775808,\"s\":\"18446744073709551615\"}},"
+                   "{\"id\":9223372036854775807,\"vector\":[0,1]}]}"));
+    fanns_api_req_t req = {"POST", "/collections/u/points/scroll", NULL, "{}", 2, "t"};
+    fanns_api_resp_t resp;
+    fanns_api_handle(api, &req, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    /* Both ids come back as bare integer literals, in numeric order; the string stays a string. */
+    const char *a = strstr(resp.body, "\"id\":9223372036854775807"), *b = strstr(resp.body, "\"id\":18446744073709551615");
+    ck_assert_msg(a && b && a < b, "body: %s", resp.body);
+    ck_assert_ptr_nonnull(strstr(resp.body, "\"s\":\"18446744073709551615\""));
+    ck_assert_ptr_null(strstr(resp.body, "u64:"));
+    free(resp.body);
+    fanns_api_req_t get = {"GET", "/collections/u/points/18446744073709551615", NULL, NULL, 0, "t"};
+    fanns_api_handle(api, &get, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    json_t *doc = json_loadb(resp.body, resp.body_len, JSON_DECODE_INT_AS_REAL, NULL);
+    ck_assert_ptr_nonnull(doc);
+    json_t *big = json_object_get(json_object_get(json_object_get(doc, "result"), "payload"), "big");
+    ck_assert(json_is_real(big));
+    ck_assert_double_eq(json_real_value(big), 9223372036854775808.0);
+    json_decref(doc);
+    free(resp.body);
+    expect_error("PUT", "/collections/u/points", "{\"points\":[{\"id\":18446744073709551616,\"vector\":[1,0]}]}", 400);
+}
+END_TEST
+
 int main(void) {
     fanns_dist_init();
     Suite *s = suite_create("proto/api");
@@ -206,6 +236,7 @@ int main(void) {
     tcase_add_test(tc, test_bad_input_changes_nothing);
     tcase_add_test(tc, test_search_and_query);
     tcase_add_test(tc, test_payload_ops);
+    tcase_add_test(tc, test_u64_ids);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
