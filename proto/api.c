@@ -417,7 +417,20 @@ int fanns__api_collection_update(api_ctx_t *ctx, const char *name) {
     json_t *q = json_object_get(ctx->body, "quantization_config");
     if (q) json_object_set(cfg, "quantization_config", q);
     json_t *md = json_object_get(ctx->body, "metadata");
-    if (json_is_object(md)) json_object_update(json_object_get(cfg, "metadata") ? json_object_get(cfg, "metadata") : cfg, md);
+    if (md && !json_is_null(md)) {
+        if (!json_is_object(md)) {
+            rc = fanns_err_set(&ctx->err, FANNS_EINVAL, "metadata", "Format error in JSON body: metadata must be an object");
+            goto fail;
+        }
+        if (!json_is_object(json_object_get(cfg, "metadata"))) json_object_set_new(cfg, "metadata", json_object());
+        json_object_update(json_object_get(cfg, "metadata"), md);
+    }
+    json_t *params = json_object_get(ctx->body, "params");
+    if (params && !json_is_null(params)) {
+        static const field_t PARAM_FIELDS[] = {{"replication_factor", 'u'}, {"write_consistency_factor", 'u'},
+                                               {"read_fan_out_factor", 'U'}, {"on_disk_payload", 'b'}, {NULL, 0}};
+        if ((rc = merge_section(json_object_get(cfg, "params"), params, "params", PARAM_FIELDS, &ctx->err)) != 0) goto fail;
+    }
     json_t *vec = json_object_get(ctx->body, "vectors");
     if (vec && !json_is_null(vec)) {
         /* Only storage hints may change; size and distance are fixed at creation. */

@@ -368,7 +368,7 @@ int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_
     *n = 0;
     pthread_rwlock_rdlock(&c->lock);
     if (c->dropped) {
-        rc = fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Collection `%s` doesn't exist!", c->name);
+        rc = fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Not found: Collection `%s` doesn't exist!", c->name);
         goto fail;
     }
     if (k > c->count) k = c->count;
@@ -437,7 +437,7 @@ int fanns_coll_get_points(fanns_coll_t *c, const fanns_pid_t *ids, size_t nids, 
     if (!hits) return fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
     pthread_rwlock_rdlock(&c->lock);
     if (c->dropped) {
-        rc = fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Collection `%s` doesn't exist!", c->name);
+        rc = fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Not found: Collection `%s` doesn't exist!", c->name);
         goto fail;
     }
     for (size_t i = 0; i < nids; i++) {
@@ -465,7 +465,7 @@ int fanns_coll_count(fanns_coll_t *c, const fanns_filter_t *filter, uint64_t *co
     pthread_rwlock_rdlock(&c->lock);
     if (c->dropped) {
         pthread_rwlock_unlock(&c->lock);
-        return fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Collection `%s` doesn't exist!", c->name);
+        return fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Not found: Collection `%s` doesn't exist!", c->name);
     }
     if (!filter) {
         cnt = c->count;

@@ -57,7 +57,8 @@ struct fanns_db {
     size_t ncolls, capcolls;
 
     uint32_t next_cid;          /* writer only */
-    uint64_t op_seq;            /* writer only: last operation id given */
+    uint64_t op_seq;            /* writer only: highest operation id applied */
+    uint64_t op_assigned;       /* under qmu: last operation id handed to an entry */
 
     pthread_t writer;
     bool writer_started;

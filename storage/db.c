@@ -167,7 +167,7 @@ int fanns_db_coll_get(fanns_db_t *db, const char *name, fanns_coll_t **out, fann
         atomic_fetch_add(&(*out)->refs, 1);
     }
     pthread_rwlock_unlock(&db->map_lock);
-    if (pos < 0) return fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Collection `%s` doesn't exist!", name);
+    if (pos < 0) return fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Not found: Collection `%s` doesn't exist!", name);
     return 0;
 }
 
@@ -478,7 +478,7 @@ static int apply_entry(fanns_db_t *db, group_t *g, fanns_wentry_t *e, int *mdb_r
         long pos = map_find(db, e->collection);
         c = pos >= 0 ? db->colls[pos] : NULL;
         pthread_rwlock_unlock(&db->map_lock);
-        if (!c) return fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Collection `%s` doesn't exist!", e->collection);
+        if (!c) return fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Not found: Collection `%s` doesn't exist!", e->collection);
         touch(g, c);
         touch_name(g, c->name);
     }
@@ -689,7 +689,6 @@ static size_t entry_bytes(const fanns_wentry_t *e) {
 static void apply_group(fanns_db_t *db, fanns_wentry_t **ents, size_t n) {
     group_t g;
     size_t need = 0;
-    uint64_t seq0 = db->op_seq;
     int attempts = 0;
     bool excluded[MAX_GROUP];
 
@@ -700,7 +699,6 @@ static void apply_group(fanns_db_t *db, fanns_wentry_t **ents, size_t n) {
     (void)ensure_space(db, need, false);
 retry:
     attempts++;
-    db->op_seq = seq0;
     int fatal = 0, mdb_rc = 0;
     long culprit = -1;
     int rc = mdb_txn_begin(db->env, NULL, 0, &g.txn);
@@ -712,7 +710,7 @@ retry:
         fanns_wentry_t *e = ents[i];
         if (excluded[i]) continue;
         fanns_err_clear(&e->err);
-        e->op_id = ++db->op_seq;
+        if (e->op_id > db->op_seq) db->op_seq = e->op_id;
         e->result = apply_entry(db, &g, e, &mdb_rc);
         if (e->result && !CLEAN_FAILURE(e->result)) {
             fatal = e->result;
@@ -736,7 +734,6 @@ retry:
     g.txn = NULL;
     resync(db, &g);
     untouch_all(&g);
-    db->op_seq = seq0;
     if (mdb_rc == MDB_MAP_FULL && attempts < 16 && ensure_space(db, need, true) == 0) goto retry;
     if (mdb_rc == 0 && culprit >= 0 && attempts < 2 * MAX_GROUP) {
         /* The entry failed on its own (say, a collection at its point limit): keep its error
@@ -831,12 +828,14 @@ int fanns_db_write(fanns_db_t *db, fanns_wentry_t *e, bool wait, uint64_t *op_id
     }
     e->detached = !wait;
     e->done = false;
+    /* Operation ids follow queue order, which is apply order; a failed entry leaves a gap. */
+    e->op_id = ++db->op_assigned;
     db->queue[(db->qhead + db->qlen) % db->qcap] = e;
     db->qlen++;
     pthread_cond_signal(&db->qcv);
     if (!wait) {
+        if (op_id) *op_id = e->op_id;
         pthread_mutex_unlock(&db->qmu);
-        if (op_id) *op_id = 0;
         return 0;
     }
     while (!e->done) pthread_cond_wait(&db->donecv, &db->qmu);
@@ -866,7 +865,7 @@ int fanns_coll_scroll(fanns_coll_t *c, const fanns_pid_t *start, const fanns_fil
     pthread_rwlock_rdlock(&db->env_lock);
     pthread_rwlock_rdlock(&c->lock);
     if (c->dropped) {
-        rc = fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Collection `%s` doesn't exist!", c->name);
+        rc = fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Not found: Collection `%s` doesn't exist!", c->name);
         goto fail;
     }
     if ((rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn)) != 0 || (rc = mdb_cursor_open(txn, db->dbi_ids, &cur)) != 0) {
@@ -936,6 +935,7 @@ static int read_counters(fanns_db_t *db, fanns_err_t *err) {
     }
     MDB_val k2 = {6, "op_seq"};
     if (mdb_get(txn, db->dbi_meta, &k2, &v) == 0 && v.mv_size == 8) memcpy(&db->op_seq, v.mv_data, 8);
+    db->op_assigned = db->op_seq;
     mdb_txn_abort(txn);
     return 0;
 }

@@ -1,0 +1,107 @@
+/*
+ * hnsw.h: a Hierarchical Navigable Small World graph (Malkov & Yashunin, TPAMI 2018) over
+ * float32 vectors addressed by dense 32-bit offsets chosen by the caller.
+ *
+ * Layout: level 0 is one flat fixed-stride array of nodes, each holding its link count, up to
+ * 2*m links and its vector, so one node is one contiguous run of cache lines; it is allocated
+ * in fixed-size chunks that never move, so the index grows while searches run.  Levels >= 1
+ * keep per-node link arrays.  Levels are drawn from a seeded generator, so a single-threaded
+ * build of the same vectors in the same order gives the same graph.
+ *
+ * Distances are "smaller is better" internally: 1 - dot for Cosine (vectors must already be
+ * unit length), -dot for Dot, squared L2 for Euclid, L1 for Manhattan.  The caller converts
+ * to Qdrant scores.
+ *
+ * Concurrency: fanns_hnsw_search may run on any number of threads at once, and concurrently
+ * with fanns_hnsw_insert / fanns_hnsw_delete on other threads; a reader never sees a torn
+ * link list (per-node locks as in hnswlib; link lists are copied under the node's lock).
+ * Inserts on distinct offsets may run concurrently (that is how the parallel build works).
+ * fanns_hnsw_save must not run concurrently with inserts or deletes.
+ */
+#ifndef FANNS_HNSW_H
+#define FANNS_HNSW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "distance.h"
+#include "err.h"
+
+typedef struct fanns_hnsw fanns_hnsw_t;
+
+typedef struct fanns_hnsw_params {
+    uint32_t dim;
+    fanns_metric_t metric;
+    uint32_t m;             /* links per node on levels >= 1; level 0 keeps up to 2*m (Qdrant default 16) */
+    uint32_t ef_construct;  /* beam width while inserting (Qdrant default 100) */
+    uint64_t seed;          /* level generator seed */
+} fanns_hnsw_params_t;
+
+typedef struct fanns_hnsw_result {
+    uint32_t off;
+    float dist;             /* internal distance, smaller is better */
+} fanns_hnsw_result_t;
+
+typedef struct fanns_hnsw_stats {
+    uint64_t dist_comps;    /* distance computations */
+    uint64_t visited;       /* nodes visited on level 0 */
+} fanns_hnsw_stats_t;
+
+/* Keeps a candidate when it returns true; called with offsets of live (not deleted) nodes. */
+typedef bool (*fanns_hnsw_filter_fn)(void *ctx, uint32_t off);
+
+/* Creates an empty index.  Returns 0, FANNS_EINVAL (bad params) or FANNS_ENOMEM. */
+int fanns_hnsw_new(const fanns_hnsw_params_t *p, fanns_hnsw_t **out, fanns_err_t *err);
+void fanns_hnsw_free(fanns_hnsw_t *h);
+
+/* Inserts vec (dim floats, copied) at offset off.  If off already holds a node (live or
+ * deleted), the node is replaced: it gets the new vector, is re-linked, and the links of its
+ * former neighbours are repaired.  Thread-safe (see above).  Returns 0 or FANNS_ENOMEM. */
+int fanns_hnsw_insert(fanns_hnsw_t *h, uint32_t off, const float *vec, fanns_err_t *err);
+
+/* Inserts many offsets using nthreads threads (the calling thread included); vec_of returns
+ * the vector of an offset (borrowed for the call).  Returns 0 or the first error. */
+int fanns_hnsw_insert_many(fanns_hnsw_t *h, const uint32_t *offs, size_t n,
+                           const float *(*vec_of)(void *ctx, uint32_t off), void *ctx, int nthreads,
+                           fanns_err_t *err);
+
+/* Marks off deleted: never returned again, still traversed until it is replaced by a later
+ * insert at the same offset.  No-op if off holds no node. */
+void fanns_hnsw_delete(fanns_hnsw_t *h, uint32_t off);
+
+/* True if off holds a live (inserted, not deleted) node. */
+bool fanns_hnsw_contains(const fanns_hnsw_t *h, uint32_t off);
+
+/* The k nearest live nodes to q (dim floats; unit length for Cosine) with beam width
+ * max(ef, k), best first, into out[0..*n).  filter may be NULL (the fast path); with a
+ * filter, rejected nodes are traversed but never returned.  stats may be NULL.
+ * Thread-safe.  Returns 0 or FANNS_ENOMEM. */
+int fanns_hnsw_search(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, fanns_hnsw_filter_fn filter,
+                      void *fctx, fanns_hnsw_result_t *out, size_t *n, fanns_hnsw_stats_t *stats);
+
+/* Internal distance between q and the stored vector of off (for rescoring and tests). */
+float fanns_hnsw_distance(const fanns_hnsw_t *h, const float *q, uint32_t off);
+/* The stored vector of off (borrowed; valid while off is not replaced), or NULL. */
+const float *fanns_hnsw_vector(const fanns_hnsw_t *h, uint32_t off);
+
+/* Live node count, and bytes of memory held by the index (graph + vectors). */
+size_t fanns_hnsw_count(const fanns_hnsw_t *h);
+size_t fanns_hnsw_memory(const fanns_hnsw_t *h);
+
+/* Writes the index to path (a temporary file, fsync, rename), with a header holding the
+ * params, stamp (an opaque number the caller uses to tell whether the file is current) and a
+ * checksum over everything.  Returns 0 or FANNS_EIO. */
+int fanns_hnsw_save(const fanns_hnsw_t *h, const char *path, uint64_t stamp, fanns_err_t *err);
+/* Reads an index saved by fanns_hnsw_save.  Fails with FANNS_ECORRUPT if the file is
+ * truncated, its checksum is wrong or its params differ from p; *stamp receives the stamp.
+ * Returns 0, FANNS_ENOTFOUND (no file), FANNS_ECORRUPT, FANNS_EIO or FANNS_ENOMEM. */
+int fanns_hnsw_load(const char *path, const fanns_hnsw_params_t *p, fanns_hnsw_t **out, uint64_t *stamp,
+                    fanns_err_t *err);
+
+/* Checks the graph invariants (for tests): link counts within bounds, links point at
+ * existing nodes, no self links, and every live node reachable from the entry point on level
+ * 0.  Returns 0 or FANNS_ECORRUPT with a message. */
+int fanns_hnsw_check(const fanns_hnsw_t *h, fanns_err_t *err);
+
+#endif
