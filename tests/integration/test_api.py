@@ -10,6 +10,7 @@ Usage: test_api.py --fannsd build/fannsd [unittest options, e.g. -k Filter]
 """
 
 import datetime
+import json
 import os
 import random
 import sys
@@ -137,6 +138,42 @@ class ServiceTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r.describe())
         self.assertTrue(r.headers.get("content-type", "").startswith("application/json"),
                         "content-type: %r" % r.headers.get("content-type"))
+
+    def test_pipelined_requests(self):
+        # HTTP/1.1 pipelining: three requests written at once are answered in order.
+        import socket
+        H.create_collection(C, "pipe", 2, "Dot")
+        H.upsert(C, "pipe", [{"id": 5, "vector": [1, 2], "payload": {"k": "v"}}])
+        body = b'{"limit": 1}'
+        reqs = (b"GET /collections/pipe/points/5 HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"POST /collections/pipe/points/count HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 2\r\n\r\n{}"
+                b"POST /collections/pipe/points/scroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        s = socket.create_connection(("127.0.0.1", SERVER.port), timeout=H.scaled(10))
+        try:
+            s.sendall(reqs)
+            f = s.makefile("rb")
+            results = []
+            for _ in range(3):
+                status = f.readline()
+                self.assertTrue(status.startswith(b"HTTP/1.1 200"), "pipelined response: %r" % status)
+                length = None
+                while True:
+                    line = f.readline()
+                    if line in (b"\r\n", b""):
+                        break
+                    k, _, v = line.partition(b":")
+                    if k.strip().lower() == b"content-length":
+                        length = int(v.strip())
+                self.assertIsNotNone(length, "pipelined response without Content-Length")
+                results.append(json.loads(f.read(length))["result"])
+        finally:
+            s.close()
+        self.assertEqual(results[0]["id"], 5)
+        self.assertEqual(results[1], {"count": 1})
+        self.assertEqual([p["id"] for p in results[2]["points"]], [5])
+        C.delete("/collections/pipe")
 
     def test_unknown_path_404(self):
         r = C.request("GET", "/no/such/endpoint")

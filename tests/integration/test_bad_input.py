@@ -365,6 +365,21 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual(H.count(C, "bigbody"), 8)
         C.delete(c)
 
+    def test_many_idle_connections(self):
+        # 300 idle connections (some with half a request) do not stop the server answering.
+        socks = []
+        try:
+            for i in range(300):
+                s = socket.create_connection(("127.0.0.1", SERVER.port), timeout=H.scaled(10))
+                if i % 3 == 0:
+                    s.sendall(b"POST /collections/%s/points/count HTTP/1.1\r\nContent-Length: 100\r\n\r\n{" % REF.encode())
+                socks.append(s)
+            self.assertEqual(H.count(C, REF), SNAPSHOT[1])
+        finally:
+            for s in socks:
+                s.close()
+        self.after_bad("300 idle connections")
+
     def test_garbage_http(self):
         for junk in (b"GARBAGE\r\n\r\n", b"\x00\x01\x02\x03\r\n\r\n",
                      b"POST /collections HTTP/1.1\r\nContent-Length: abc\r\n\r\n"):

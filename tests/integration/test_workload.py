@@ -180,6 +180,51 @@ def main():
                 print("  " + f)
             sys.exit(1)
 
+        # The same exact queries from 4 connections at once give the same answers.
+        import threading
+        serial = {}
+        for qi in range(0, len(qmeta), 4):
+            body = {"query": queries[qi].tolist(), "limit": 10, "params": {"exact": True}}
+            if qmeta[qi]["filter"] is not None:
+                body["filter"] = qmeta[qi]["filter"]
+            serial[qi] = (body, [(p["id"], p["score"]) for p in c.post("/collections/%s/points/query" % COLL, body)["points"]])
+        errors = []
+
+        def worker(t):
+            wc = H.Client("127.0.0.1", srv.port, timeout=H.scaled(120))
+            try:
+                for rep in range(2):
+                    for qi in sorted(serial)[t::4]:
+                        body, want = serial[qi]
+                        r = wc.request("POST", "/collections/%s/points/query" % COLL, body=body)
+                        got = [(p["id"], p["score"]) for p in r.json["result"]["points"]] if r.status == 200 else r.describe()
+                        if got != want:
+                            errors.append("parallel query %d: %s, serial %s" % (qi, got, want))
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append("parallel worker %d: %r" % (t, e))
+            finally:
+                wc.close()
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print("parallel: %d queries on 4 connections in %.2f s" % (2 * len(serial), time.monotonic() - t0), flush=True)
+        assert not errors, "\n".join(errors[:10])
+
+        # Stored vectors at scale: scroll everything back with vectors (normalised for Cosine).
+        t0 = time.monotonic()
+        recs = H.scroll_all(c, COLL, with_payload=True, with_vector=True, page=5000)
+        assert [r["id"] for r in recs] == list(range(base.shape[0])), "scroll of the whole collection"
+        got_v = np.array([r["vector"] for r in recs], dtype=np.float32)
+        err = float(np.abs(got_v - bn).max())
+        assert err < 1e-5, "stored vectors differ from the normalised input by up to %g" % err
+        bad = [r["id"] for r in recs if r["payload"] != payloads[r["id"]]]
+        assert not bad, "payloads differ for ids %s" % bad[:10]
+        print("scrolled back %d points with vectors and payloads in %.2f s" % (len(recs), time.monotonic() - t0),
+              flush=True)
+
         # Approximate pass: recall@10 per query kind.
         per_kind = {}
         t0 = time.monotonic()
