@@ -465,8 +465,9 @@ int fanns__api_collection_get(api_ctx_t *ctx, const char *name) {
     if (rc) return rc;
     fanns_coll_stats(c, &st);
     fanns_coll_release(c);
-    ctx->result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:i, s:o, s:o, s:{s:i}}", "status", "green", "optimizer_status", "ok",
-                            "vectors_count", (json_int_t)st.points_count, "indexed_vectors_count", (json_int_t)0,
+    ctx->result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:i, s:o, s:o, s:{s:i}}", "status", st.indexing ? "yellow" : "green",
+                            "optimizer_status", "ok", "vectors_count", (json_int_t)st.points_count, "indexed_vectors_count",
+                            (json_int_t)st.indexed_vectors_count,
                             "points_count", (json_int_t)st.points_count, "segments_count", 1, "config", st.config,
                             "payload_schema", st.payload_schema, "update_queue", "length", 0);
     return 0;

@@ -554,6 +554,10 @@ static int run_search(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const
         req.score_threshold = (float)json_number_value(thr);
     }
     if ((rc = parse_filter(body, "filter", &f, &ctx->err)) != 0) return rc;
+    json_t *params = json_object_get(body, "params");
+    req.exact = json_is_true(json_object_get(params, "exact"));
+    json_t *ef = json_object_get(params, "hnsw_ef");
+    req.ef = json_is_integer(ef) ? (size_t)json_integer_value(ef) : 0;
     req.query = qvec;
     req.filter = f;
     req.limit = (size_t)limit;

@@ -104,6 +104,7 @@ fanns_coll_t *fanns__coll_new(fanns_db_t *db, const char *name, uint32_t cid, ui
     pthread_rwlock_init(&c->lock, NULL);
     c->config = json_incref(config);
     c->schema = schema ? json_incref(schema) : json_object();
+    fanns__index_config(c);
     return c;
 }
 
@@ -118,6 +119,8 @@ void fanns__coll_destroy(fanns_coll_t *c) {
     free(c->live);
     free(c->freelist);
     free(c->htab);
+    free(c->vversions);
+    fanns__index_destroy(c);
     json_decref(c->config);
     json_decref(c->schema);
     pthread_rwlock_destroy(&c->lock);
@@ -148,9 +151,25 @@ static int ensure_cap(fanns_coll_t *c, uint32_t need) {
     uint8_t *lv = realloc(c->live, ncap);
     if (!lv) return FANNS_ENOMEM;
     c->live = lv;
+    uint64_t *vv = realloc(c->vversions, (size_t)ncap * sizeof(*vv));
+    if (!vv) return FANNS_ENOMEM;
+    c->vversions = vv;
+    uint32_t *sp = realloc(c->stale_pos, (size_t)ncap * sizeof(*sp));
+    if (!sp) return FANNS_ENOMEM;
+    c->stale_pos = sp;
+    uint8_t *qd = realloc(c->queued, ncap);
+    if (!qd) return FANNS_ENOMEM;
+    c->queued = qd;
+    uint64_t *iv = realloc(c->ivver, (size_t)ncap * sizeof(*iv));
+    if (!iv) return FANNS_ENOMEM;
+    c->ivver = iv;
     for (uint32_t i = c->cap; i < ncap; i++) {
         c->payloads[i] = NULL;
         c->live[i] = 0;
+        c->vversions[i] = 0;
+        c->stale_pos[i] = UINT32_MAX;
+        c->queued[i] = 0;
+        c->ivver[i] = 0;
     }
     c->cap = ncap;
     return 0;
@@ -189,10 +208,11 @@ int fanns__coll_set_slot(fanns_coll_t *c, uint32_t off, const fanns_pid_t *id, u
         c->count++;
     }
     c->versions[off] = version;
+    c->vversions[off] = version;
     memcpy(c->vecs + (size_t)off * c->dim, vec, c->dim * sizeof(float));
     if (c->payloads[off]) json_decref(c->payloads[off]);
     c->payloads[off] = payload; /* takes the reference */
-    return 0;
+    return fanns__index_touch(c, off);
 }
 
 void fanns__coll_set_payload(fanns_coll_t *c, uint32_t off, json_t *payload, uint64_t version) {
@@ -216,7 +236,7 @@ int fanns__coll_free_slot(fanns_coll_t *c, uint32_t off) {
     if (c->payloads[off]) json_decref(c->payloads[off]);
     c->payloads[off] = NULL;
     c->freelist[c->nfree++] = off;
-    return 0;
+    return fanns__index_touch(c, off);
 }
 
 int fanns__coll_rebuild_freelist(fanns_coll_t *c) {
@@ -267,6 +287,7 @@ int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, 
 int fanns_coll_stats(fanns_coll_t *c, fanns_coll_stats_t *out) {
     pthread_rwlock_rdlock(&c->lock);
     out->points_count = c->count;
+    fanns__index_stats(c, &out->indexed_vectors_count, &out->indexing);
     out->config = json_incref(c->config);
     out->payload_schema = json_object();
     const char *field;
@@ -333,6 +354,23 @@ static void heap_sift_up(cand_t *h, size_t i) {
     }
 }
 
+/* Keeps the best k candidates in a heap whose root is the worst kept. */
+static inline void heap_push(cand_t *heap, size_t *nh, size_t k, cand_t cd) {
+    if (*nh < k) {
+        heap[*nh] = cd;
+        heap_sift_up(heap, (*nh)++);
+    } else if (worse(&heap[0], &cd)) {
+        heap[0] = cd;
+        heap_sift_down(heap, *nh, 0);
+    }
+}
+
+/* Graph results count only for live slots the graph reflects (see coll_int.h). */
+static bool accept_indexed(void *ctx, uint32_t off) {
+    const fanns_coll_t *c = ctx;
+    return off < c->nslots && c->live[off] && c->stale_pos[off] == UINT32_MAX;
+}
+
 static int cmp_better(const void *a, const void *b) {
     const cand_t *x = a, *y = b;
     if (worse(x, y)) return 1;
@@ -380,16 +418,37 @@ int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_
     }
     const fanns_metric_t m = c->metric;
     const size_t d = c->dim;
-    for (uint32_t off = 0; off < c->nslots; off++) {
-        if (!c->live[off]) continue;
-        if (req->filter && !fanns_filter_match(req->filter, &c->pids[off], c->payloads[off])) continue;
-        cand_t cd = {metric_key(m, req->query, c->vecs + (size_t)off * d, d), off};
-        if (nh < k) {
-            heap[nh] = cd;
-            heap_sift_up(heap, nh++);
-        } else if (worse(&heap[0], &cd)) {
-            heap[0] = cd;
-            heap_sift_down(heap, nh, 0);
+    if (c->hnsw && !req->exact && !req->filter) {
+        /* Approximate: the graph answers for the slots it reflects, and the stale slots
+         * (written since they were indexed) are scored exactly, so a fresh point is found
+         * at once.  Graph results are rescored from the stored vectors so both paths give
+         * identical scores. */
+        size_t ef = req->ef ? req->ef : c->hnsw_efc;
+        fanns_hnsw_result_t *res = malloc(k * sizeof(*res));
+        size_t nres = 0;
+        if (!res) {
+            rc = fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
+            goto fail;
+        }
+        rc = fanns_hnsw_search(c->hnsw, req->query, k, ef < k ? k : ef, accept_indexed, c, res, &nres, NULL);
+        if (rc) {
+            free(res);
+            fanns_err_set(err, rc, NULL, "out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < nres; i++)
+            heap_push(heap, &nh, k, (cand_t){metric_key(m, req->query, c->vecs + (size_t)res[i].off * d, d), res[i].off});
+        free(res);
+        for (uint32_t i = 0; i < c->nstale; i++) {
+            uint32_t off = c->stale_list[i];
+            if (!c->live[off]) continue;
+            heap_push(heap, &nh, k, (cand_t){metric_key(m, req->query, c->vecs + (size_t)off * d, d), off});
+        }
+    } else {
+        for (uint32_t off = 0; off < c->nslots; off++) {
+            if (!c->live[off]) continue;
+            if (req->filter && !fanns_filter_match(req->filter, &c->pids[off], c->payloads[off])) continue;
+            heap_push(heap, &nh, k, (cand_t){metric_key(m, req->query, c->vecs + (size_t)off * d, d), off});
         }
     }
     qsort(heap, nh, sizeof(*heap), cmp_better);

@@ -27,4 +27,21 @@ int fanns__coll_rebuild_freelist(fanns_coll_t *c);
 /* Fills a hit from slot off (payload reference, optional vector copy). */
 int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, fanns_hit_t *h);
 
+/* ---- indexer.c ---- */
+
+/* Reads the index settings (hnsw_config, indexing_threshold) from c->config. */
+void fanns__index_config(fanns_coll_t *c);
+/* Marks slot off stale and queues it for the indexer (write lock held); no-op without a graph. */
+int fanns__index_touch(fanns_coll_t *c, uint32_t off);
+/* Frees the graph and index bookkeeping (and its files if the collection was dropped). */
+void fanns__index_destroy(fanns_coll_t *c);
+/* Indexed point count and whether indexing is under way (read lock held). */
+void fanns__index_stats(const fanns_coll_t *c, uint64_t *indexed, bool *indexing);
+/* After loading a collection at start-up: load its saved graph if it is current. */
+void fanns__index_load(fanns_coll_t *c);
+/* Starts/stops the indexer thread; kick wakes it after a commit. */
+int fanns__indexer_start(fanns_db_t *db);
+void fanns__indexer_stop(fanns_db_t *db);
+void fanns__indexer_kick(fanns_db_t *db);
+
 #endif

@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 
 #include "db.h"
+#include "hnsw.h"
 
 struct fanns_coll {
     fanns_db_t *db;
@@ -44,6 +45,26 @@ struct fanns_coll {
     uint32_t nfree, freecap;
     uint32_t *htab;             /* offset + 1, 0 = empty */
     uint32_t hcap;              /* power of two */
+    uint64_t *vversions;        /* operation id that last wrote the slot's vector */
+
+    /* Approximate index (storage/indexer.c).  hnsw is NULL until the collection passes its
+     * indexing threshold; it is created, swapped and freed only by the indexer thread, under
+     * the write lock.  A slot is "stale" while the graph does not reflect it (new, changed
+     * or deleted since it was indexed): searches score stale live slots exactly and ignore
+     * what the graph says about them.  Stale slots are also queued for the indexer. */
+    fanns_hnsw_t *hnsw;
+    uint32_t *stale_pos;        /* [cap] position in stale_list, UINT32_MAX if not stale */
+    uint32_t *stale_list;       /* the stale offsets, unordered */
+    uint32_t nstale, capstale;
+    uint8_t *queued;            /* [cap] 1 while the offset is in iq */
+    uint32_t *iq;               /* ring of offsets waiting for the indexer */
+    size_t iq_head, iq_len, iq_cap;
+    uint64_t *ivver;            /* [cap] vversion the graph holds for the slot (0: none) */
+    uint32_t hnsw_m, hnsw_efc;  /* from config.hnsw_config; m == 0 disables the graph */
+    uint64_t index_threshold_kb;/* from optimizer_config.indexing_threshold; 0 disables */
+    bool reindex;               /* config changed: the indexer rebuilds the graph */
+    bool delete_files;          /* dropped: remove the saved graph when freed */
+    uint64_t index_ops_since_save;
 };
 
 struct fanns_db {
@@ -68,6 +89,14 @@ struct fanns_db {
     fanns_wentry_t **queue;     /* ring buffer */
     size_t qhead, qlen, qcap;
     bool closing;
+
+    char *dir;                  /* data directory (graph files live in dir/index/) */
+    pthread_t indexer;
+    bool indexer_started;
+    pthread_mutex_t imu;
+    pthread_cond_t icv;         /* wakes the indexer */
+    bool ikick, istop;
+    int index_threads;          /* threads for a large batch (all cores) */
 };
 
 #endif

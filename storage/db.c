@@ -8,8 +8,8 @@
  *          "op_seq"       -> u64 LE, the last operation id given
  *          "coll/<name>"  -> JSON {cid, dim, metric, config, payload_schema}
  *   ids    cid(u32 BE) . pidkey(17)   -> offset (u32 LE)
- *   points cid(u32 BE) . offset(u32 BE) -> record: pidkey(17) version(u64 LE) dim(u32 LE)
- *                                          vector(dim x f32 LE) payload JSON (may be empty)
+ *   points cid(u32 BE) . offset(u32 BE) -> record: pidkey(17) version(u64 LE) vversion(u64 LE)
+ *                                          dim(u32 LE) vector(dim x f32 LE) payload JSON (may be empty)
  *
  * Writer: entries are applied in queue order.  Each entry is validated completely before it
  * changes anything, then written to LMDB and to memory (the collection's write lock is held
@@ -59,11 +59,11 @@ static void id_key(uint8_t k[4 + FANNS_PID_KEYLEN], uint32_t cid, const fanns_pi
     fanns_pid_key(id, k + 4);
 }
 
-#define REC_HDR (FANNS_PID_KEYLEN + 8 + 4)
+#define REC_HDR (FANNS_PID_KEYLEN + 8 + 8 + 4)
 
 /* Encodes a point record into a malloc'd buffer. */
-static uint8_t *record_encode(const fanns_pid_t *id, uint64_t version, uint32_t dim, const float *vec,
-                              const json_t *payload, size_t *len) {
+static uint8_t *record_encode(const fanns_pid_t *id, uint64_t version, uint64_t vversion, uint32_t dim,
+                              const float *vec, const json_t *payload, size_t *len) {
     char *pj = NULL;
     size_t pl = 0;
     if (payload && json_object_size(payload) > 0) {
@@ -79,7 +79,8 @@ static uint8_t *record_encode(const fanns_pid_t *id, uint64_t version, uint32_t 
     }
     fanns_pid_key(id, b);
     memcpy(b + FANNS_PID_KEYLEN, &version, 8); /* little-endian hosts only (x86-64, arm64) */
-    memcpy(b + FANNS_PID_KEYLEN + 8, &dim, 4);
+    memcpy(b + FANNS_PID_KEYLEN + 8, &vversion, 8);
+    memcpy(b + FANNS_PID_KEYLEN + 16, &dim, 4);
     memcpy(b + REC_HDR, vec, (size_t)dim * 4);
     if (pl) memcpy(b + REC_HDR + (size_t)dim * 4, pj, pl);
     free(pj);
@@ -89,14 +90,15 @@ static uint8_t *record_encode(const fanns_pid_t *id, uint64_t version, uint32_t 
 
 /* Decodes a record; *payload gets a new object or NULL.  Returns 0 or FANNS_ECORRUPT. */
 static int record_decode(const MDB_val *v, uint32_t dim, fanns_pid_t *id, uint64_t *version,
-                         const float **vec, json_t **payload) {
+                         uint64_t *vversion, const float **vec, json_t **payload) {
     const uint8_t *b = v->mv_data;
     uint32_t d;
     if (v->mv_size < REC_HDR) return FANNS_ECORRUPT;
-    memcpy(&d, b + FANNS_PID_KEYLEN + 8, 4);
+    memcpy(&d, b + FANNS_PID_KEYLEN + 16, 4);
     if (d != dim || v->mv_size < REC_HDR + (size_t)dim * 4) return FANNS_ECORRUPT;
     fanns_pid_from_key(b, id);
     memcpy(version, b + FANNS_PID_KEYLEN, 8);
+    memcpy(vversion, b + FANNS_PID_KEYLEN + 8, 8);
     *vec = (const float *)(b + REC_HDR); /* LMDB values are 8-byte aligned at least for page data;
                                             callers copy with memcpy anyway */
     size_t pl = v->mv_size - REC_HDR - (size_t)dim * 4;
@@ -212,10 +214,10 @@ static int load_coll(fanns_db_t *db, MDB_txn *txn, const char *name, const char 
         if (key.mv_size != 8 || rd_be32(key.mv_data) != c->cid) break;
         uint32_t off = rd_be32((uint8_t *)key.mv_data + 4);
         fanns_pid_t id;
-        uint64_t ver;
+        uint64_t ver, vver;
         const float *vp;
         json_t *payload;
-        if (record_decode(&val, c->dim, &id, &ver, &vp, &payload) != 0) {
+        if (record_decode(&val, c->dim, &id, &ver, &vver, &vp, &payload) != 0) {
             rc = fanns_err_set(err, FANNS_ECORRUPT, NULL, "corrupt point record in collection %s offset %u", name, off);
             goto fail;
         }
@@ -228,6 +230,7 @@ static int load_coll(fanns_db_t *db, MDB_txn *txn, const char *name, const char 
         memcpy(tmp, vp, c->dim * sizeof(float));
         rc = fanns__coll_set_slot(c, off, &id, ver, tmp, payload);
         free(tmp);
+        if (rc == 0) c->vversions[off] = vver;
         if (rc) {
             rc = fanns_err_set(err, rc, NULL, "out of memory loading %s", name);
             goto fail;
@@ -280,6 +283,7 @@ static int load_all(fanns_db_t *db, fanns_err_t *err) {
             rc = fanns_err_set(err, rc, NULL, "cannot register collection %s", name);
             goto fail;
         }
+        fanns__index_load(c);
         fanns_info("loaded collection %s: %llu points, dim %u", name, (unsigned long long)c->count, c->dim);
     }
     if (rc != MDB_NOTFOUND && rc != 0) {
@@ -356,7 +360,7 @@ static int put_u64(fanns_db_t *db, MDB_txn *txn, const char *key, uint64_t v, in
 
 static int put_point(fanns_db_t *db, MDB_txn *txn, fanns_coll_t *c, uint32_t off, fanns_err_t *err, int *mdb_rc) {
     size_t len;
-    uint8_t *rec = record_encode(&c->pids[off], c->versions[off], c->dim, c->vecs + (size_t)off * c->dim,
+    uint8_t *rec = record_encode(&c->pids[off], c->versions[off], c->vversions[off], c->dim, c->vecs + (size_t)off * c->dim,
                                  c->payloads[off], &len);
     if (!rec) return fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
     uint8_t kb[8];
@@ -518,6 +522,7 @@ static int apply_entry(fanns_db_t *db, group_t *g, fanns_wentry_t *e, int *mdb_r
         if (del_prefix(txn_of(g), db->dbi_points, c->cid, mdb_rc) || del_prefix(txn_of(g), db->dbi_ids, c->cid, mdb_rc))
             return lmdb_err(err, *mdb_rc, "drop collection");
         c->dropped = true;
+        c->delete_files = true;
         pthread_rwlock_wrlock(&db->map_lock);
         fanns_coll_t *r = map_remove(db, c->name);
         pthread_rwlock_unlock(&db->map_lock);
@@ -603,6 +608,7 @@ static int apply_entry(fanns_db_t *db, group_t *g, fanns_wentry_t *e, int *mdb_r
     case FANNS_W_UPDATE_COLL:
         json_decref(c->config);
         c->config = json_incref(e->config);
+        fanns__index_config(c);
         return put_meta_coll(db, txn_of(g), c, err, mdb_rc);
     }
     return fanns_err_set(err, FANNS_EINTERNAL, NULL, "unknown write op %d", (int)e->op);
@@ -633,6 +639,7 @@ static void resync(fanns_db_t *db, group_t *g) {
         /* A collection that loaded at start-up loads again; failing here means memory is short
          * or the file is damaged, and continuing would serve wrong answers. */
         FANNS_CHECK(load_coll(db, txn, name, v.mv_data, v.mv_size, &c, &err) == 0);
+        fanns__index_load(c);
         pthread_rwlock_wrlock(&db->map_lock);
         FANNS_CHECK(map_insert(db, c) == 0);
         pthread_rwlock_unlock(&db->map_lock);
@@ -728,6 +735,7 @@ retry:
     }
     if (!fatal) {
         untouch_all(&g);
+        fanns__indexer_kick(db);
         return;
     }
     if (g.txn) mdb_txn_abort(g.txn);
@@ -952,6 +960,9 @@ int fanns_db_open(const char *dir, const fanns_db_opts_t *opts, fanns_db_t **out
     pthread_mutex_init(&db->qmu, NULL);
     pthread_cond_init(&db->qcv, NULL);
     pthread_cond_init(&db->donecv, NULL);
+    pthread_mutex_init(&db->imu, NULL);
+    pthread_cond_init(&db->icv, NULL);
+    db->dir = strdup(dir);
     db->qcap = opts && opts->max_queue ? opts->max_queue : 4096;
     db->queue = calloc(db->qcap, sizeof(*db->queue));
     db->mapsize = opts && opts->map_size_initial ? opts->map_size_initial : (size_t)1 << 30;
@@ -1008,6 +1019,10 @@ int fanns_db_open(const char *dir, const fanns_db_opts_t *opts, fanns_db_t **out
         goto fail;
     }
     db->writer_started = true;
+    if ((rc = fanns__indexer_start(db)) != 0) {
+        rc = fanns_err_set(err, rc, NULL, "cannot start the indexer thread");
+        goto fail;
+    }
     fanns_info("database open at %s: %zu collections, map %zu MiB", dir, db->ncolls, db->mapsize >> 20);
     *out = db;
     return 0;
@@ -1026,10 +1041,14 @@ void fanns_db_close(fanns_db_t *db) {
         pthread_mutex_unlock(&db->qmu);
         pthread_join(db->writer, NULL);
     }
+    fanns__indexer_stop(db);
     for (size_t i = 0; i < db->ncolls; i++) fanns_coll_release(db->colls[i]);
     free(db->colls);
     if (db->env) mdb_env_close(db->env);
     free(db->queue);
+    free(db->dir);
+    pthread_mutex_destroy(&db->imu);
+    pthread_cond_destroy(&db->icv);
     pthread_rwlock_destroy(&db->env_lock);
     pthread_rwlock_destroy(&db->map_lock);
     pthread_mutex_destroy(&db->qmu);

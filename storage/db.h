@@ -121,6 +121,8 @@ const char *fanns_coll_name(const fanns_coll_t *c);
 /* Collection statistics and configuration, copied under the read lock. */
 typedef struct fanns_coll_stats {
     uint64_t points_count;
+    uint64_t indexed_vectors_count; /* live points the graph reflects (0 without a graph) */
+    bool indexing;              /* the graph is being built or caught up (status yellow) */
     json_t *config;             /* new reference to the stored config; caller decrefs */
     json_t *payload_schema;     /* new object {field: {data_type, params?, points}}; caller owns */
 } fanns_coll_stats_t;
@@ -145,6 +147,8 @@ typedef struct fanns_search_req {
     bool has_threshold;
     float score_threshold;      /* Cosine/Dot: keep score >= t; Euclid/Manhattan: score <= t */
     bool with_vector;
+    bool exact;                 /* params.exact: scan every point, ignore the index */
+    size_t ef;                  /* params.hnsw_ef (0: the collection's ef_construct) */
 } fanns_search_req_t;
 
 /* Exact search: the true top (offset + limit) by score, then drops the first offset.

@@ -1,0 +1,1598 @@
+/*
+ * hnsw.c: Hierarchical Navigable Small World graph (Malkov & Yashunin, "Efficient and robust
+ * approximate nearest neighbor search using Hierarchical Navigable Small World graphs", TPAMI
+ * 2018), see hnsw.h.  The layout and the concurrency scheme follow the ideas of hnswlib
+ * (flat level 0, epoch-tagged visited lists, per-node locks, prefetching the next neighbour);
+ * the code is our own.
+ *
+ * Memory layout.  Offsets are split into a chunk number (high bits) and a slot (low
+ * CHUNK_BITS bits).  A preallocated table holds one pointer per possible chunk (enough for all
+ * 2^32 offsets); a chunk is allocated on first use and never moves or shrinks, so readers
+ * never see nodes move.  A chunk starts with one flag byte per slot (PRESENT, DELETED), padded
+ * to 64 bytes, followed by CHUNK_N fixed-stride nodes.  A node is
+ *
+ *   u32 seq | u32 indeg | u32 *upper | u8 level | 3 pad | u32 count0 | u32 links0[2m] | pad to 64 | vec[dim] | pad
+ *
+ * so the level-0 list starts in the node's first cache line and the vector starts on a cache
+ * line boundary.  Levels 1..level live in `upper`, one [count | links[m]] record per level,
+ * allocated when the node is created and kept (with the node's level) when it is replaced.
+ *
+ * Concurrency.  `seq` is a per-node sequence lock that also serves as the writers' spin lock:
+ * a writer moves it from even to odd with a CAS, rewrites any of the node's link lists, and
+ * stores the next even value with release order.  Readers copy a list with relaxed atomic
+ * loads between two reads of `seq` and retry if it changed or was odd, so they never block
+ * and never see a torn list.  A writer holds at most one node lock at a time (plus, for a
+ * node that raises the top level, the global entry-point mutex, always taken first), so
+ * there is no lock-order cycle.  The entry point and top level are packed in one 64-bit
+ * atomic.  Vectors are written before a node becomes reachable (published by the release
+ * store that links it); replacing a node rewrites its vector in place while searches may read
+ * it, which can only perturb the distances those searches compute for that one node.
+ * Inserts at the same offset are serialised by striped mutexes.
+ *
+ * Invariants (checked by fanns_hnsw_check): link counts <= 2m on level 0 and <= m above;
+ * links point at present nodes whose level is at least the list's level; no self links or
+ * duplicates; every live node is reachable from the entry point on level 0.
+ *
+ * Search.  Per-thread scratch (visited tags with a 16-bit epoch, heaps, buffers) lives in
+ * thread-local storage and grows as needed, so a query allocates nothing in steady state.
+ * Without a filter and with no deleted node, level 0 uses one sorted candidate pool of
+ * size ef (a node is expanded when it is the best unexpanded node of the pool; this is
+ * the same search as the two-heap formulation).  Otherwise a candidate min-heap and a result
+ * max-heap are used; deleted and filtered-out nodes are expanded but never returned.
+ *
+ * File format (fanns_hnsw_save): a fixed little-endian header (magic, version, params,
+ * stamp, counts, entry point), then per present node in offset order: offset, flags, level,
+ * the level-0 list, the upper lists and the vector; then a 64-bit checksum of everything
+ * before it (4-lane word-wise FNV-1a style hash, see hash_*).
+ */
+#include "hnsw.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+#define CHUNK_BITS 12u
+#define CHUNK_N (1u << CHUNK_BITS)
+#define CHUNK_MASK (CHUNK_N - 1u)
+#define NCHUNKS_MAX (1u << (32u - CHUNK_BITS))
+#define FLAGS_BYTES ((size_t)CHUNK_N) /* a multiple of 64 */
+
+#define F_PRESENT 1u
+#define F_DELETED 2u
+
+#define MAX_LEVEL 31
+#define NO_NODE UINT32_MAX
+#define N_STRIPES 1024u
+
+/* Node header field offsets. */
+#define OFF_SEQ 0
+#define OFF_INDEG 4
+#define OFF_UPPER 8
+#define OFF_LEVEL 16
+#define OFF_LIST0 20
+
+typedef struct hent {
+    float d;
+    uint32_t id;
+} hent_t;
+
+typedef struct pent {
+    float d;
+    uint32_t id;
+    uint32_t done; /* expanded */
+} pent_t;
+
+struct fanns_hnsw {
+    fanns_hnsw_params_t p;
+    uint32_t m0;            /* level-0 capacity, 2m */
+    size_t hdr;             /* bytes before the vector */
+    size_t stride;          /* bytes per node */
+    size_t chunk_bytes;
+    double mult;            /* 1 / ln(m) */
+    uint8_t **chunks;       /* NCHUNKS_MAX pointers */
+    uint32_t nchunks_hi;    /* 1 + highest allocated chunk number (atomic) */
+    uint64_t ep;            /* entry (low 32) | (top level + 1) << 32; 0 top level: empty (atomic) */
+    uint64_t rng;           /* splitmix64 counter (atomic) */
+    size_t npresent;        /* atomic */
+    size_t ndeleted;        /* atomic */
+    size_t upper_bytes;     /* atomic */
+    pthread_mutex_t glob;   /* entry point and top level updates */
+    pthread_mutex_t grow;   /* chunk allocation */
+    pthread_mutex_t stripes[N_STRIPES];
+};
+
+/* ---- small helpers ---- */
+
+static inline size_t round64(size_t x) { return (x + 63u) & ~(size_t)63u; }
+
+static inline uint8_t *chunk_of(const fanns_hnsw_t *h, uint32_t off) {
+    return __atomic_load_n(&h->chunks[off >> CHUNK_BITS], __ATOMIC_ACQUIRE);
+}
+
+/* Node of an offset whose chunk exists. */
+static inline uint8_t *node_at(const fanns_hnsw_t *h, uint32_t off) {
+    return chunk_of(h, off) + FLAGS_BYTES + (size_t)(off & CHUNK_MASK) * h->stride;
+}
+
+static inline uint8_t *flags_at(const fanns_hnsw_t *h, uint32_t off) {
+    return chunk_of(h, off) + (off & CHUNK_MASK);
+}
+
+static inline uint8_t get_flags(const fanns_hnsw_t *h, uint32_t off) {
+    uint8_t *c = chunk_of(h, off);
+    if (!c) return 0;
+    return __atomic_load_n(c + (off & CHUNK_MASK), __ATOMIC_ACQUIRE);
+}
+
+static inline bool is_deleted(const fanns_hnsw_t *h, uint32_t off) {
+    return (__atomic_load_n(flags_at(h, off), __ATOMIC_RELAXED) & F_DELETED) != 0;
+}
+
+static inline float *vec_of(const fanns_hnsw_t *h, const uint8_t *node) { return (float *)(node + h->hdr); }
+
+static inline uint32_t *seq_of(uint8_t *node) { return (uint32_t *)(node + OFF_SEQ); }
+
+static inline int level_of(const uint8_t *node) { return node[OFF_LEVEL]; }
+
+/* Level-0 in-degree (how many level-0 lists hold the node), kept so that pruning never
+ * leaves a node without in-links, which would make it unreachable (hnswlib's graphs lose
+ * about 1% of nodes that way on clustered 384-d data). */
+static inline uint32_t *indeg_of(const fanns_hnsw_t *h, uint32_t off) {
+    return (uint32_t *)(node_at(h, off) + OFF_INDEG);
+}
+
+/* The [count | links] record of a node on level l (which must be <= its level). */
+static inline uint32_t *list_of(const fanns_hnsw_t *h, uint8_t *node, int l) {
+    if (l == 0) return (uint32_t *)(node + OFF_LIST0);
+    uint32_t *up;
+    memcpy(&up, node + OFF_UPPER, sizeof up);
+    return up + (size_t)(l - 1) * (1u + h->p.m);
+}
+
+static inline uint32_t cap_of(const fanns_hnsw_t *h, int l) { return l == 0 ? h->m0 : h->p.m; }
+
+static inline void prefetch_lines(const void *p, int lines) {
+    const char *c = p;
+    for (int i = 0; i < lines; i++) __builtin_prefetch(c + 64 * i, 0, 3);
+}
+
+/* Internal distance: smaller is better. */
+static inline float dist_raw(const fanns_hnsw_t *h, const float *a, const float *b) {
+    switch (h->p.metric) {
+    case FANNS_METRIC_COSINE: return 1.0f - fanns_dist_dot(a, b, h->p.dim);
+    case FANNS_METRIC_DOT: return -fanns_dist_dot(a, b, h->p.dim);
+    case FANNS_METRIC_EUCLID: return fanns_dist_l2sq(a, b, h->p.dim);
+    case FANNS_METRIC_MANHATTAN: return fanns_dist_l1(a, b, h->p.dim);
+    }
+    return INFINITY;
+}
+
+static inline float dist_off(const fanns_hnsw_t *h, const float *q, uint32_t off) {
+    return dist_raw(h, q, vec_of(h, node_at(h, off)));
+}
+
+/* ---- per-node sequence lock ---- */
+
+static void node_lock(uint8_t *node) {
+    uint32_t *s = seq_of(node);
+    for (;;) {
+        uint32_t v = __atomic_load_n(s, __ATOMIC_RELAXED);
+        if (!(v & 1u) && __atomic_compare_exchange_n(s, &v, v + 1u, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) break;
+        cpu_relax();
+    }
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void node_unlock(uint8_t *node) {
+    uint32_t *s = seq_of(node);
+    __atomic_store_n(s, __atomic_load_n(s, __ATOMIC_RELAXED) + 1u, __ATOMIC_RELEASE);
+}
+
+/* Copies the level-l list of node into buf (capacity cap_of(l)); returns the count. */
+static inline uint32_t read_list(const fanns_hnsw_t *h, uint8_t *node, int l, uint32_t *buf) {
+    uint32_t *s = seq_of(node);
+    uint32_t *lst = list_of(h, node, l);
+    uint32_t cap = cap_of(h, l);
+    for (;;) {
+        uint32_t s1 = __atomic_load_n(s, __ATOMIC_ACQUIRE);
+        if (s1 & 1u) {
+            cpu_relax();
+            continue;
+        }
+        uint32_t c = __atomic_load_n(&lst[0], __ATOMIC_RELAXED);
+        if (c > cap) c = cap; /* torn; the sequence check below retries */
+        for (uint32_t i = 0; i < c; i++) buf[i] = __atomic_load_n(&lst[1 + i], __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(s, __ATOMIC_RELAXED) == s1) return c;
+    }
+}
+
+/* Writes a list; the caller holds the node lock.  On level 0 the in-degrees of links that
+ * come and go are updated. */
+static inline void write_list(const fanns_hnsw_t *h, uint8_t *node, int l, const uint32_t *ids, uint32_t n) {
+    uint32_t *lst = list_of(h, node, l);
+    if (l == 0) {
+        uint32_t old = lst[0];
+        for (uint32_t i = 0; i < old; i++) {
+            bool kept = false;
+            for (uint32_t j = 0; j < n && !kept; j++) kept = ids[j] == lst[1 + i];
+            if (!kept) __atomic_sub_fetch(indeg_of(h, lst[1 + i]), 1, __ATOMIC_RELAXED);
+        }
+        for (uint32_t j = 0; j < n; j++) {
+            bool had = false;
+            for (uint32_t i = 0; i < old && !had; i++) had = ids[j] == lst[1 + i];
+            if (!had) __atomic_add_fetch(indeg_of(h, ids[j]), 1, __ATOMIC_RELAXED);
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) __atomic_store_n(&lst[1 + i], ids[i], __ATOMIC_RELAXED);
+    __atomic_store_n(&lst[0], n, __ATOMIC_RELAXED);
+}
+
+/* ---- entry point ---- */
+
+static inline void ep_get(const fanns_hnsw_t *h, uint32_t *ep, int *top) {
+    uint64_t v = __atomic_load_n(&h->ep, __ATOMIC_ACQUIRE);
+    *ep = (uint32_t)v;
+    *top = (int)(v >> 32) - 1;
+}
+
+static inline void ep_set(fanns_hnsw_t *h, uint32_t ep, int top) {
+    __atomic_store_n(&h->ep, (uint64_t)ep | ((uint64_t)(top + 1) << 32), __ATOMIC_RELEASE);
+}
+
+/* ---- per-thread scratch ---- */
+
+typedef struct scratch {
+    uint16_t *tags;
+    size_t tcap;
+    uint16_t epoch;
+    pent_t *pool;
+    size_t pcap;
+    hent_t *cand, *res;
+    size_t ccap, rcap;
+    hent_t *tmp;          /* heuristic input/outputs */
+    size_t tmpcap;
+    uint32_t *ids;        /* link copies, unvisited lists, selections */
+    size_t idcap;
+} scratch_t;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static __thread scratch_t *tls_scratch;
+
+static void scratch_free(void *p) {
+    scratch_t *s = p;
+    if (!s) return;
+    free(s->tags);
+    free(s->pool);
+    free(s->cand);
+    free(s->res);
+    free(s->tmp);
+    free(s->ids);
+    free(s);
+}
+
+static void scratch_key_init(void) { (void)pthread_key_create(&scratch_key, scratch_free); }
+
+static scratch_t *scratch_get(void) {
+    scratch_t *s = tls_scratch;
+    if (s) return s;
+    pthread_once(&scratch_once, scratch_key_init);
+    s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    if (pthread_setspecific(scratch_key, s) != 0) {
+        free(s);
+        return NULL;
+    }
+    tls_scratch = s;
+    return s;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (*cap >= need) return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need) n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (!q) return FANNS_ENOMEM;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+/* Starts a new visited epoch covering offsets below ncap; returns the tags or NULL. */
+static uint16_t *visited_begin(scratch_t *s, size_t ncap) {
+    if (s->tcap < ncap) {
+        size_t n = s->tcap ? s->tcap : CHUNK_N;
+        while (n < ncap) n *= 2;
+        uint16_t *t = calloc(n, sizeof *t);
+        if (!t) return NULL;
+        free(s->tags);
+        s->tags = t;
+        s->tcap = n;
+        s->epoch = 0;
+    }
+    if (++s->epoch == 0) {
+        memset(s->tags, 0, s->tcap * sizeof *s->tags);
+        s->epoch = 1;
+    }
+    return s->tags;
+}
+
+static int scratch_prepare(const fanns_hnsw_t *h, scratch_t *s, size_t ef) {
+    if (grow((void **)&s->pool, &s->pcap, ef + 2, sizeof(pent_t)) ||
+        grow((void **)&s->res, &s->rcap, ef + 2, sizeof(hent_t)) ||
+        grow((void **)&s->cand, &s->ccap, ef + 2, sizeof(hent_t)) ||
+        grow((void **)&s->ids, &s->idcap, 4u * h->m0 + 8u, sizeof(uint32_t)) ||
+        grow((void **)&s->tmp, &s->tmpcap, 2 * (ef + h->p.ef_construct) + 6u * h->m0 + 8u, sizeof(hent_t)))
+        return FANNS_ENOMEM;
+    return 0;
+}
+
+/* ---- heaps of hent_t ---- */
+
+/* Min-heap on d (candidates). */
+static inline void minheap_push(hent_t *a, size_t *n, hent_t e) {
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (a[p].d <= e.d) break;
+        a[i] = a[p];
+        i = p;
+    }
+    a[i] = e;
+}
+
+static inline hent_t minheap_pop(hent_t *a, size_t *n) {
+    hent_t top = a[0];
+    hent_t last = a[--(*n)];
+    size_t i = 0, sz = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= sz) break;
+        if (c + 1 < sz && a[c + 1].d < a[c].d) c++;
+        if (last.d <= a[c].d) break;
+        a[i] = a[c];
+        i = c;
+    }
+    if (sz) a[i] = last;
+    return top;
+}
+
+/* Max-heap on d (results). */
+static inline void maxheap_push(hent_t *a, size_t *n, hent_t e) {
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (a[p].d >= e.d) break;
+        a[i] = a[p];
+        i = p;
+    }
+    a[i] = e;
+}
+
+static inline void maxheap_pop(hent_t *a, size_t *n) {
+    hent_t last = a[--(*n)];
+    size_t i = 0, sz = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= sz) break;
+        if (c + 1 < sz && a[c + 1].d > a[c].d) c++;
+        if (last.d >= a[c].d) break;
+        a[i] = a[c];
+        i = c;
+    }
+    if (sz) a[i] = last;
+}
+
+static int hent_cmp(const void *x, const void *y) {
+    const hent_t *a = x, *b = y;
+    if (a->d < b->d) return -1;
+    if (a->d > b->d) return 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+static void hent_sort(hent_t *a, size_t n) {
+    if (n <= 24) { /* insertion sort for the small lists of pruning */
+        for (size_t i = 1; i < n; i++) {
+            hent_t e = a[i];
+            size_t j = i;
+            while (j > 0 && hent_cmp(&a[j - 1], &e) > 0) {
+                a[j] = a[j - 1];
+                j--;
+            }
+            a[j] = e;
+        }
+        return;
+    }
+    qsort(a, n, sizeof *a, hent_cmp);
+}
+
+/* ---- layer search ---- */
+
+typedef struct search_ctx {
+    const fanns_hnsw_t *h;
+    scratch_t *s;
+    const float *q;
+    fanns_hnsw_filter_fn filter;
+    void *fctx;
+    uint32_t exclude;       /* never a result (the node being relinked), or NO_NODE */
+    bool skip_deleted;
+    uint64_t dist_comps, visited;
+} search_ctx_t;
+
+/* Greedy walk on level l from *cur (distance *curd) to a local minimum. */
+static void greedy(search_ctx_t *c, int l, uint32_t *cur, float *curd) {
+    const fanns_hnsw_t *h = c->h;
+    uint32_t *buf = c->s->ids;
+    bool changed = true;
+    while (changed) {
+        changed = false;
+        uint32_t n = read_list(h, node_at(h, *cur), l, buf);
+        for (uint32_t i = 0; i < n; i++) {
+            if (i + 1 < n) __builtin_prefetch(vec_of(h, node_at(h, buf[i + 1])), 0, 3);
+            float d = dist_off(h, c->q, buf[i]);
+            c->dist_comps++;
+            if (d < *curd) {
+                *curd = d;
+                *cur = buf[i];
+                changed = true;
+            }
+        }
+    }
+}
+
+/* Lines of a vector to prefetch ahead of its distance computation. */
+static inline int pf_lines(const fanns_hnsw_t *h) {
+    size_t l = (h->p.dim * sizeof(float) + 63) / 64;
+    return l > 8 ? 8 : (int)l;
+}
+
+/* Collects the not yet visited neighbours of node on level l into out; returns the count.
+ * Neighbours at offsets >= vcap (chunks allocated after the search began) are skipped. */
+static inline uint32_t expand(search_ctx_t *c, uint8_t *node, int l, uint16_t *tags, uint16_t ep,
+                              size_t vcap, uint32_t *buf, uint32_t *out) {
+    const fanns_hnsw_t *h = c->h;
+    uint32_t n = read_list(h, node, l, buf);
+    for (uint32_t i = 0; i < n; i++) __builtin_prefetch(&tags[buf[i] < vcap ? buf[i] : 0], 1, 3);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t nb = buf[i];
+        if (nb >= vcap || tags[nb] == ep) continue;
+        tags[nb] = ep;
+        out[k++] = nb;
+    }
+    return k;
+}
+
+/* Beam search on level l from ep with a sorted pool (no filter, no deleted nodes, no
+ * exclusion).  Leaves the pool in s->pool, best first; returns its size. */
+static size_t search_pool(search_ctx_t *c, uint32_t ep, size_t ef, int l) {
+    const fanns_hnsw_t *h = c->h;
+    scratch_t *s = c->s;
+    size_t vcap = (size_t)__atomic_load_n(&h->nchunks_hi, __ATOMIC_ACQUIRE) << CHUNK_BITS;
+    uint16_t *tags = visited_begin(s, vcap);
+    if (!tags) return (size_t)-1;
+    uint16_t epoch = s->epoch;
+    pent_t *P = s->pool;
+    uint32_t *buf = s->ids, *nbs = s->ids + h->m0 + 1;
+    int lines = pf_lines(h);
+
+    P[0].d = dist_off(h, c->q, ep);
+    P[0].id = ep;
+    P[0].done = 0;
+    tags[ep] = epoch;
+    c->dist_comps++;
+    size_t size = 1, k = 0;
+    while (k < size) {
+        P[k].done = 1;
+        uint32_t cur = P[k].id;
+        uint32_t nn = expand(c, node_at(h, cur), l, tags, epoch, vcap, buf, nbs);
+        c->visited += nn;
+        c->dist_comps += nn;
+        if (nn) prefetch_lines(vec_of(h, node_at(h, nbs[0])), lines);
+        size_t best = size;
+        for (uint32_t j = 0; j < nn; j++) {
+            if (j + 1 < nn) prefetch_lines(vec_of(h, node_at(h, nbs[j + 1])), lines);
+            float d = dist_off(h, c->q, nbs[j]);
+            if (size == ef && d >= P[size - 1].d) continue;
+            /* upper bound: first position with P[pos].d > d */
+            size_t lo = 0, hi = size;
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (P[mid].d <= d) lo = mid + 1;
+                else hi = mid;
+            }
+            size_t move = (size == ef ? size - 1 : size) - lo;
+            memmove(&P[lo + 1], &P[lo], move * sizeof *P);
+            P[lo].d = d;
+            P[lo].id = nbs[j];
+            P[lo].done = 0;
+            if (size < ef) size++;
+            if (lo < best) best = lo;
+        }
+        if (best <= k) k = best;
+        else k++;
+        while (k < size && P[k].done) k++;
+    }
+    return size;
+}
+
+/* Whether off may be returned. */
+static inline bool admissible(const search_ctx_t *c, uint32_t off) {
+    if (off == c->exclude) return false;
+    if (c->skip_deleted && is_deleted(c->h, off)) return false;
+    if (c->filter && !c->filter(c->fctx, off)) return false;
+    return true;
+}
+
+/* General beam search (filter, deleted nodes, exclusion).  Leaves the results in s->res as a
+ * max-heap; returns its size, or (size_t)-1 on allocation failure. */
+static size_t search_heap(search_ctx_t *c, uint32_t ep, size_t ef, int l) {
+    const fanns_hnsw_t *h = c->h;
+    scratch_t *s = c->s;
+    size_t vcap = (size_t)__atomic_load_n(&h->nchunks_hi, __ATOMIC_ACQUIRE) << CHUNK_BITS;
+    uint16_t *tags = visited_begin(s, vcap);
+    if (!tags) return (size_t)-1;
+    uint16_t epoch = s->epoch;
+    uint32_t *buf = s->ids, *nbs = s->ids + h->m0 + 1;
+    int lines = pf_lines(h);
+    size_t nc = 0, nr = 0;
+    float bound = INFINITY;
+
+    float d0 = dist_off(h, c->q, ep);
+    c->dist_comps++;
+    tags[ep] = epoch;
+    minheap_push(s->cand, &nc, (hent_t){d0, ep});
+    if (admissible(c, ep)) {
+        maxheap_push(s->res, &nr, (hent_t){d0, ep});
+        bound = d0;
+    }
+    while (nc > 0) {
+        if (s->cand[0].d > bound && nr == ef) break;
+        hent_t cur = minheap_pop(s->cand, &nc);
+        uint32_t nn = expand(c, node_at(h, cur.id), l, tags, epoch, vcap, buf, nbs);
+        c->visited += nn;
+        c->dist_comps += nn;
+        if (nn) prefetch_lines(vec_of(h, node_at(h, nbs[0])), lines);
+        for (uint32_t j = 0; j < nn; j++) {
+            if (j + 1 < nn) prefetch_lines(vec_of(h, node_at(h, nbs[j + 1])), lines);
+            float d = dist_off(h, c->q, nbs[j]);
+            if (nr < ef || d < bound) {
+                if (nc + 1 > s->ccap && grow((void **)&s->cand, &s->ccap, nc + 1, sizeof(hent_t)))
+                    return (size_t)-1;
+                minheap_push(s->cand, &nc, (hent_t){d, nbs[j]});
+                if (admissible(c, nbs[j])) {
+                    maxheap_push(s->res, &nr, (hent_t){d, nbs[j]});
+                    if (nr > ef) maxheap_pop(s->res, &nr);
+                    bound = s->res[0].d;
+                }
+            }
+        }
+    }
+    return nr;
+}
+
+/* ---- neighbour selection ---- */
+
+/* The HNSW heuristic (paper, algorithm 4): walks the candidates best first (a is sorted by
+ * distance to the base) and keeps one only if it is closer to the base than to every kept
+ * one, up to mmax.  Like hnswlib, fewer than mmax candidates are all kept.  Compacts the
+ * kept ones to the front of a; returns their count. */
+static size_t select_heuristic(const fanns_hnsw_t *h, hent_t *a, size_t n, size_t mmax, hent_t *rej, size_t *nrej) {
+    *nrej = 0;
+    if (n < mmax) return n;
+    size_t k = 0, i = 0;
+    for (; i < n && k < mmax; i++) {
+        const float *vi = vec_of(h, node_at(h, a[i].id));
+        bool good = true;
+        for (size_t j = 0; j < k; j++) {
+            if (dist_raw(h, vi, vec_of(h, node_at(h, a[j].id))) < a[i].d) {
+                good = false;
+                break;
+            }
+        }
+        if (good) a[k++] = a[i];
+        else rej[(*nrej)++] = a[i];
+    }
+    for (; i < n; i++) rej[(*nrej)++] = a[i];
+    return k;
+}
+
+static inline bool in_list(const uint32_t *lst, uint32_t id) {
+    for (uint32_t i = 0; i < lst[0]; i++)
+        if (lst[1 + i] == id) return true;
+    return false;
+}
+
+/* In-links a node keeps from elsewhere if the list `old` (a level-0 [count | links]) stops
+ * linking to it. */
+static inline int64_t other_inlinks(const fanns_hnsw_t *h, const uint32_t *old, uint32_t id) {
+    return (int64_t)__atomic_load_n(indeg_of(h, id), __ATOMIC_RELAXED) - (in_list(old, id) ? 1 : 0);
+}
+
+/* Whether id would lose its last in-link from the rest of the graph if `old` stopped linking
+ * to it: no other in-link, or only one from a node u that id itself is the only in-link of
+ * (a closed pair, typical of near-duplicate vectors).  Reads lists without locks. */
+static bool orphan_risk(const fanns_hnsw_t *h, const uint32_t *old, uint32_t id) {
+    int64_t other = other_inlinks(h, old, id);
+    if (other <= 0) return true;
+    if (other > 1) return false;
+    uint32_t out[1 + h->m0], out2[1 + h->m0];
+    uint32_t n = read_list(h, node_at(h, id), 0, out);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t u = out[i];
+        if (__atomic_load_n(indeg_of(h, u), __ATOMIC_RELAXED) != 1) continue;
+        uint32_t n2 = read_list(h, node_at(h, u), 0, out2);
+        for (uint32_t j = 0; j < n2; j++)
+            if (out2[j] == id) return true;
+    }
+    return false;
+}
+
+/* Level 0: a rejected candidate that no other list links to would become unreachable, so
+ * it is kept, in a free slot or in place of the worst kept link whose target has in-links
+ * elsewhere.  Candidates that cannot be kept (every kept link is itself at risk: the star
+ * around a hub that dot-product graphs form) go to lost[] for relink_lost.  Returns the new
+ * kept count. */
+static size_t rescue_orphans(const fanns_hnsw_t *h, hent_t *a, size_t k, size_t cap, const hent_t *rej, size_t nrej,
+                             const uint32_t *old, uint32_t *lost, size_t *nlost) {
+    *nlost = 0;
+    size_t replaceable = k; /* kept entries [0, replaceable) may still be displaced */
+    for (size_t r = 0; r < nrej; r++) {
+        if (!orphan_risk(h, old, rej[r].id)) continue;
+        if (k < cap) {
+            a[k++] = rej[r];
+            continue;
+        }
+        while (replaceable > 0 && orphan_risk(h, old, a[replaceable - 1].id)) replaceable--;
+        if (replaceable == 0) {
+            lost[(*nlost)++] = rej[r].id;
+            continue;
+        }
+        a[--replaceable] = rej[r];
+    }
+    return k;
+}
+
+/* Appends `to` to the level-0 list of `from` if it has room and lacks it. */
+static bool try_append(const fanns_hnsw_t *h, uint32_t from, uint32_t to) {
+    uint8_t *node = node_at(h, from);
+    bool ok = false;
+    node_lock(node);
+    uint32_t *lst = list_of(h, node, 0);
+    uint32_t n = lst[0];
+    if (n < h->m0 && !in_list(lst, to)) {
+        __atomic_store_n(&lst[1 + n], to, __ATOMIC_RELAXED);
+        __atomic_store_n(&lst[0], n + 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(indeg_of(h, to), 1, __ATOMIC_RELAXED);
+        ok = true;
+    }
+    node_unlock(node);
+    return ok;
+}
+
+/* Links each lost node (dropped from a list it was the only in-link of) from the nearest
+ * node of `via` (the list that dropped it, so reachable) that has room.  Called with no lock
+ * held. */
+static void relink_lost(const fanns_hnsw_t *h, const uint32_t *via, size_t nvia, const uint32_t *lost, size_t nlost) {
+    for (size_t i = 0; i < nlost; i++) {
+        const float *v = vec_of(h, node_at(h, lost[i]));
+        hent_t order[nvia ? nvia : 1];
+        size_t no = 0;
+        for (size_t j = 0; j < nvia; j++)
+            if (via[j] != lost[i]) order[no++] = (hent_t){dist_off(h, v, via[j]), via[j]};
+        hent_sort(order, no);
+        for (size_t j = 0; j < no; j++)
+            if (try_append(h, order[j].id, lost[i])) break;
+    }
+}
+
+/* Adds link `to` to the level-l list of `from` (under from's lock), pruning with the
+ * heuristic when the list is full.  Nothing happens if the link is already there. */
+static void add_link(const fanns_hnsw_t *h, scratch_t *s, uint32_t from, uint32_t to, int l) {
+    uint8_t *node = node_at(h, from);
+    uint32_t cap = cap_of(h, l);
+    uint32_t lost[h->m0 + 1], kept[h->m0];
+    size_t nlost = 0, nkept = 0;
+    node_lock(node);
+    uint32_t *lst = list_of(h, node, l);
+    uint32_t n = lst[0];
+    for (uint32_t i = 0; i < n; i++)
+        if (lst[1 + i] == to) goto done;
+    if (n < cap) {
+        __atomic_store_n(&lst[1 + n], to, __ATOMIC_RELAXED);
+        __atomic_store_n(&lst[0], n + 1, __ATOMIC_RELAXED);
+        if (l == 0) __atomic_add_fetch(indeg_of(h, to), 1, __ATOMIC_RELAXED);
+    } else {
+        const float *base = vec_of(h, node);
+        hent_t *a = s->tmp, *rej = s->tmp + 2 * h->m0 + 2;
+        for (uint32_t i = 0; i < n; i++) a[i] = (hent_t){dist_off(h, base, lst[1 + i]), lst[1 + i]};
+        a[n] = (hent_t){dist_off(h, base, to), to};
+        hent_sort(a, n + 1);
+        size_t nrej;
+        size_t k = select_heuristic(h, a, n + 1, cap, rej, &nrej);
+        if (l == 0) k = rescue_orphans(h, a, k, cap, rej, nrej, lst, lost, &nlost);
+        for (size_t i = 0; i < k; i++) kept[i] = a[i].id;
+        nkept = k;
+        write_list(h, node, l, kept, (uint32_t)k);
+    }
+done:
+    node_unlock(node);
+    if (nlost) relink_lost(h, kept, nkept, lost, nlost);
+}
+
+/* ---- insertion ---- */
+
+static int draw_level(fanns_hnsw_t *h) {
+    uint64_t z = __atomic_add_fetch(&h->rng, 0x9E3779B97F4A7C15ull, __ATOMIC_RELAXED);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    double u = ((double)(z >> 11) + 1.0) * (1.0 / 9007199254740992.0); /* (0, 1] */
+    double lv = -log(u) * h->mult;
+    return lv >= MAX_LEVEL ? MAX_LEVEL : (int)lv;
+}
+
+static int ensure_chunk(fanns_hnsw_t *h, uint32_t off, fanns_err_t *err) {
+    uint32_t ci = off >> CHUNK_BITS;
+    if (__atomic_load_n(&h->chunks[ci], __ATOMIC_ACQUIRE)) return 0;
+    pthread_mutex_lock(&h->grow);
+    if (!h->chunks[ci]) {
+        uint8_t *c = aligned_alloc(64, h->chunk_bytes);
+        if (!c) {
+            pthread_mutex_unlock(&h->grow);
+            return fanns_err_set(err, FANNS_ENOMEM, NULL, "hnsw: out of memory for %zu bytes", h->chunk_bytes);
+        }
+        memset(c, 0, h->chunk_bytes);
+        __atomic_store_n(&h->chunks[ci], c, __ATOMIC_RELEASE);
+        if (ci + 1 > h->nchunks_hi) __atomic_store_n(&h->nchunks_hi, ci + 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&h->grow);
+    return 0;
+}
+
+/* Finds neighbours for off (vector q, level L) from the entry point and links both ways.
+ * With `replace`, off is already in the graph: it is excluded from its own candidates and
+ * its lists are overwritten.  The caller holds glob if L is above the top level. */
+static int connect_node(fanns_hnsw_t *h, scratch_t *s, uint32_t off, const float *q, int L, uint32_t ep, int top,
+                        bool replace) {
+    search_ctx_t c = {.h = h, .s = s, .q = q, .exclude = replace ? off : NO_NODE};
+    uint32_t cur = ep;
+    float curd = dist_off(h, q, cur);
+    for (int l = top; l > L; l--) greedy(&c, l, &cur, &curd);
+    uint8_t *node = node_at(h, off);
+    size_t ef = h->p.ef_construct;
+    uint32_t old[1 + h->m0]; /* the node's former list ([count | links]), empty for a new node */
+    old[0] = 0;
+    for (int l = L < top ? L : top; l >= 0; l--) {
+        size_t deleted = __atomic_load_n(&h->ndeleted, __ATOMIC_RELAXED);
+        hent_t *a = s->tmp;
+        size_t n;
+        if (!replace && deleted == 0) {
+            n = search_pool(&c, cur, ef, l);
+            if (n == (size_t)-1) return FANNS_ENOMEM;
+            for (size_t i = 0; i < n; i++) a[i] = (hent_t){s->pool[i].d, s->pool[i].id};
+        } else {
+            c.skip_deleted = true;
+            n = search_heap(&c, cur, ef, l);
+            if (n == (size_t)-1) return FANNS_ENOMEM;
+            memcpy(a, s->res, n * sizeof *a);
+            if (n == 0 && cur != off) a[n++] = (hent_t){dist_off(h, q, cur), cur};
+            if (n > 0) {
+                /* The former links compete too, so that none is dropped without need. */
+                uint32_t no = read_list(h, node, l, old + 1);
+                for (uint32_t i = 0; i < no; i++) {
+                    bool dup = false;
+                    for (size_t j = 0; j < n && !dup; j++) dup = a[j].id == old[1 + i];
+                    if (!dup) a[n++] = (hent_t){dist_off(h, q, old[1 + i]), old[1 + i]};
+                }
+                old[0] = no;
+            }
+            hent_sort(a, n);
+        }
+        if (n == 0) continue; /* only off itself on this level: keep its lists */
+        cur = a[0].id;
+        hent_t *rej = a + n;
+        size_t nrej;
+        size_t k = select_heuristic(h, a, n, h->p.m, rej, &nrej);
+        uint32_t lost[ef + 2 * h->m0 + 2];
+        size_t nlost = 0;
+        uint32_t cap = cap_of(h, l);
+        if (l == 0) k = rescue_orphans(h, a, k, cap, rej, nrej, old, lost, &nlost);
+        uint32_t *ids = s->ids + 2 * h->m0 + 2;
+        node_lock(node);
+        /* Other inserters may have linked to this node since `old` was read (its upper
+         * levels make it findable before its level-0 list is written): keep those links,
+         * pruning with the heuristic only if the list overflows. */
+        uint32_t *lst = list_of(h, node, l);
+        size_t nk = k;
+        for (uint32_t i = 0; i < lst[0]; i++) {
+            uint32_t t = lst[1 + i];
+            bool known = in_list(old, t);
+            for (size_t j = 0; j < nk && !known; j++) known = a[j].id == t;
+            if (!known) a[nk++] = (hent_t){dist_off(h, q, t), t};
+        }
+        if (nk > cap) {
+            hent_sort(a, nk);
+            size_t nrej2, nlost2 = 0;
+            hent_t *rej2 = a + nk;
+            nk = select_heuristic(h, a, nk, cap, rej2, &nrej2);
+            if (l == 0) nk = rescue_orphans(h, a, nk, cap, rej2, nrej2, lst, lost + nlost, &nlost2);
+            nlost += nlost2;
+        }
+        k = nk;
+        for (size_t i = 0; i < k; i++) ids[i] = a[i].id;
+        write_list(h, node, l, ids, (uint32_t)k);
+        node_unlock(node);
+        if (nlost) relink_lost(h, ids, k, lost, nlost);
+        /* ids is reused by add_link for pruning: keep a copy of the selection in a's tail */
+        uint32_t sel[k ? k : 1];
+        memcpy(sel, ids, k * sizeof *ids);
+        for (size_t i = 0; i < k; i++) add_link(h, s, sel[i], off, l);
+    }
+    return 0;
+}
+
+/* Replacement: new vector for an existing node, repair of its former neighbours, relink. */
+static int replace_node(fanns_hnsw_t *h, scratch_t *s, uint32_t off, const float *vec) {
+    uint8_t *node = node_at(h, off);
+    int L = level_of(node);
+    memcpy(vec_of(h, node), vec, h->p.dim * sizeof(float));
+    uint32_t ep;
+    int top;
+    ep_get(h, &ep, &top);
+    if (__atomic_load_n(&h->npresent, __ATOMIC_RELAXED) > 1) {
+        /* Repair: each former neighbour n re-selects its links among its own links, the
+         * node's other neighbours and the node (with its new vector). */
+        uint32_t *old = malloc(sizeof(uint32_t) * (h->m0 + 1));
+        uint32_t *mine = malloc(sizeof(uint32_t) * (h->m0 + 1));
+        if (!old || !mine) {
+            free(old);
+            free(mine);
+            return FANNS_ENOMEM;
+        }
+        for (int l = 0; l <= L; l++) {
+            uint32_t no = read_list(h, node, l, old);
+            for (uint32_t i = 0; i < no; i++) {
+                uint32_t nb = old[i];
+                uint8_t *nn = node_at(h, nb);
+                node_lock(nn);
+                uint32_t *lst = list_of(h, nn, l);
+                uint32_t cnt = lst[0];
+                const float *base = vec_of(h, nn);
+                hent_t *a = s->tmp;
+                size_t na = 0;
+                /* dedupe with a small linear scan: lists hold at most 2m entries */
+                for (uint32_t j = 0; j < cnt; j++) mine[j] = lst[1 + j];
+                for (uint32_t j = 0; j < cnt; j++) a[na++] = (hent_t){dist_off(h, base, mine[j]), mine[j]};
+                for (uint32_t j = 0; j < no; j++) {
+                    uint32_t cnd = old[j];
+                    if (cnd == nb) continue;
+                    bool dup = false;
+                    for (uint32_t t = 0; t < cnt && !dup; t++) dup = mine[t] == cnd;
+                    if (!dup) a[na++] = (hent_t){dist_off(h, base, cnd), cnd};
+                }
+                bool has_off = false;
+                for (uint32_t t = 0; t < cnt && !has_off; t++) has_off = mine[t] == off;
+                if (!has_off) {
+                    bool dup = false;
+                    for (uint32_t j = 0; j < no && !dup; j++) dup = old[j] == off;
+                    if (!dup) a[na++] = (hent_t){dist_off(h, base, off), off};
+                }
+                hent_sort(a, na);
+                size_t cap = cap_of(h, l), nrej;
+                hent_t *rej = a + na;
+                size_t k = select_heuristic(h, a, na, cap, rej, &nrej);
+                uint32_t lost[2 * h->m0 + 2];
+                size_t nlost = 0;
+                if (l == 0) k = rescue_orphans(h, a, k, cap, rej, nrej, lst, lost, &nlost);
+                for (size_t j = 0; j < k; j++) mine[j] = a[j].id;
+                write_list(h, nn, l, mine, (uint32_t)k);
+                node_unlock(nn);
+                if (nlost) relink_lost(h, mine, k, lost, nlost);
+            }
+        }
+        free(old);
+        free(mine);
+        int rc = connect_node(h, s, off, vec, L, ep, top, true);
+        if (rc) return rc;
+    }
+    uint8_t *fl = flags_at(h, off);
+    if (__atomic_fetch_and(fl, (uint8_t)~F_DELETED, __ATOMIC_ACQ_REL) & F_DELETED)
+        __atomic_sub_fetch(&h->ndeleted, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+int fanns_hnsw_insert(fanns_hnsw_t *h, uint32_t off, const float *vec, fanns_err_t *err) {
+    scratch_t *s = scratch_get();
+    if (!s || scratch_prepare(h, s, h->p.ef_construct))
+        return fanns_err_set(err, FANNS_ENOMEM, NULL, "hnsw: out of memory for search scratch");
+    int rc = ensure_chunk(h, off, err);
+    if (rc) return rc;
+    pthread_mutex_t *stripe = &h->stripes[off % N_STRIPES];
+    pthread_mutex_lock(stripe);
+    uint8_t *fl = flags_at(h, off);
+    if (__atomic_load_n(fl, __ATOMIC_ACQUIRE) & F_PRESENT) {
+        rc = replace_node(h, s, off, vec);
+        pthread_mutex_unlock(stripe);
+        if (rc) return fanns_err_set(err, rc, NULL, "hnsw: out of memory while replacing a node");
+        return 0;
+    }
+
+    uint8_t *node = node_at(h, off);
+    int L = draw_level(h);
+    memcpy(vec_of(h, node), vec, h->p.dim * sizeof(float));
+    if (L > 0) {
+        size_t bytes = (size_t)L * (1u + h->p.m) * sizeof(uint32_t);
+        uint32_t *up = calloc(1, bytes);
+        if (!up) {
+            pthread_mutex_unlock(stripe);
+            return fanns_err_set(err, FANNS_ENOMEM, NULL, "hnsw: out of memory for upper links");
+        }
+        memcpy(node + OFF_UPPER, &up, sizeof up);
+        __atomic_add_fetch(&h->upper_bytes, bytes, __ATOMIC_RELAXED);
+    }
+    node[OFF_LEVEL] = (uint8_t)L;
+    __atomic_store_n(fl, (uint8_t)F_PRESENT, __ATOMIC_RELEASE);
+
+    pthread_mutex_lock(&h->glob);
+    uint32_t ep;
+    int top;
+    ep_get(h, &ep, &top);
+    if (top < 0) {
+        ep_set(h, off, L);
+        __atomic_add_fetch(&h->npresent, 1, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&h->glob);
+        pthread_mutex_unlock(stripe);
+        return 0;
+    }
+    bool raise = L > top;
+    if (!raise) pthread_mutex_unlock(&h->glob);
+    rc = connect_node(h, s, off, vec, L, ep, top, false);
+    __atomic_add_fetch(&h->npresent, 1, __ATOMIC_RELAXED);
+    if (raise) {
+        ep_set(h, off, L);
+        pthread_mutex_unlock(&h->glob);
+    }
+    pthread_mutex_unlock(stripe);
+    if (rc) return fanns_err_set(err, rc, NULL, "hnsw: out of memory while inserting");
+    return 0;
+}
+
+typedef struct many_ctx {
+    fanns_hnsw_t *h;
+    const uint32_t *offs;
+    size_t n;
+    const float *(*vec_of)(void *ctx, uint32_t off);
+    void *ctx;
+    size_t next;            /* atomic */
+    int rc;                 /* atomic: first error */
+    fanns_err_t err;
+    pthread_mutex_t err_mu;
+} many_ctx_t;
+
+static void *many_worker(void *arg) {
+    many_ctx_t *m = arg;
+    for (;;) {
+        if (__atomic_load_n(&m->rc, __ATOMIC_RELAXED)) break;
+        size_t i = __atomic_fetch_add(&m->next, 1, __ATOMIC_RELAXED);
+        if (i >= m->n) break;
+        fanns_err_t e;
+        int rc = fanns_hnsw_insert(m->h, m->offs[i], m->vec_of(m->ctx, m->offs[i]), &e);
+        if (rc) {
+            pthread_mutex_lock(&m->err_mu);
+            if (!m->rc) {
+                m->err = e;
+                __atomic_store_n(&m->rc, rc, __ATOMIC_RELAXED);
+            }
+            pthread_mutex_unlock(&m->err_mu);
+            break;
+        }
+    }
+    return NULL;
+}
+
+int fanns_hnsw_insert_many(fanns_hnsw_t *h, const uint32_t *offs, size_t n,
+                           const float *(*vec_of)(void *ctx, uint32_t off), void *ctx, int nthreads,
+                           fanns_err_t *err) {
+    if (nthreads < 1) nthreads = 1;
+    if ((size_t)nthreads > n) nthreads = n ? (int)n : 1;
+    many_ctx_t m = {.h = h, .offs = offs, .n = n, .vec_of = vec_of, .ctx = ctx};
+    pthread_mutex_init(&m.err_mu, NULL);
+    pthread_t *th = NULL;
+    int started = 0;
+    if (nthreads > 1) {
+        th = calloc((size_t)nthreads - 1, sizeof *th);
+        if (th)
+            for (; started < nthreads - 1; started++)
+                if (pthread_create(&th[started], NULL, many_worker, &m) != 0) break;
+    }
+    many_worker(&m);
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    free(th);
+    pthread_mutex_destroy(&m.err_mu);
+    if (m.rc) {
+        if (err) *err = m.err;
+        return m.rc;
+    }
+    return 0;
+}
+
+void fanns_hnsw_delete(fanns_hnsw_t *h, uint32_t off) {
+    uint8_t *c = chunk_of(h, off);
+    if (!c) return;
+    uint8_t *fl = c + (off & CHUNK_MASK);
+    uint8_t v = __atomic_load_n(fl, __ATOMIC_ACQUIRE);
+    while ((v & F_PRESENT) && !(v & F_DELETED)) {
+        if (__atomic_compare_exchange_n(fl, &v, (uint8_t)(v | F_DELETED), false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            __atomic_add_fetch(&h->ndeleted, 1, __ATOMIC_RELAXED);
+            break;
+        }
+    }
+}
+
+bool fanns_hnsw_contains(const fanns_hnsw_t *h, uint32_t off) {
+    return (get_flags(h, off) & (F_PRESENT | F_DELETED)) == F_PRESENT;
+}
+
+/* ---- search ---- */
+
+int fanns_hnsw_search(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, fanns_hnsw_filter_fn filter,
+                      void *fctx, fanns_hnsw_result_t *out, size_t *n, fanns_hnsw_stats_t *stats) {
+    *n = 0;
+    if (ef < k) ef = k;
+    uint32_t ep;
+    int top;
+    ep_get(h, &ep, &top);
+    if (top < 0 || k == 0) {
+        if (stats) *stats = (fanns_hnsw_stats_t){0, 0};
+        return 0;
+    }
+    scratch_t *s = scratch_get();
+    if (!s || scratch_prepare(h, s, ef)) return FANNS_ENOMEM;
+    search_ctx_t c = {.h = h, .s = s, .q = q, .filter = filter, .fctx = fctx, .exclude = NO_NODE};
+    uint32_t cur = ep;
+    float curd = dist_off(h, q, cur);
+    c.dist_comps = 1;
+    for (int l = top; l > 0; l--) greedy(&c, l, &cur, &curd);
+    size_t got;
+    if (!filter && __atomic_load_n(&h->ndeleted, __ATOMIC_RELAXED) == 0) {
+        got = search_pool(&c, cur, ef, 0);
+        if (got == (size_t)-1) return FANNS_ENOMEM;
+        if (got > k) got = k;
+        for (size_t i = 0; i < got; i++) out[i] = (fanns_hnsw_result_t){s->pool[i].id, s->pool[i].d};
+    } else {
+        c.skip_deleted = true;
+        got = search_heap(&c, cur, ef, 0);
+        if (got == (size_t)-1) return FANNS_ENOMEM;
+        hent_sort(s->res, got);
+        if (got > k) got = k;
+        for (size_t i = 0; i < got; i++) out[i] = (fanns_hnsw_result_t){s->res[i].id, s->res[i].d};
+    }
+    *n = got;
+    if (stats) *stats = (fanns_hnsw_stats_t){c.dist_comps, c.visited};
+    return 0;
+}
+
+float fanns_hnsw_distance(const fanns_hnsw_t *h, const float *q, uint32_t off) {
+    if (!(get_flags(h, off) & F_PRESENT)) return INFINITY;
+    return dist_off(h, q, off);
+}
+
+const float *fanns_hnsw_vector(const fanns_hnsw_t *h, uint32_t off) {
+    if (!(get_flags(h, off) & F_PRESENT)) return NULL;
+    return vec_of(h, node_at(h, off));
+}
+
+size_t fanns_hnsw_count(const fanns_hnsw_t *h) {
+    return __atomic_load_n(&h->npresent, __ATOMIC_RELAXED) - __atomic_load_n(&h->ndeleted, __ATOMIC_RELAXED);
+}
+
+size_t fanns_hnsw_memory(const fanns_hnsw_t *h) {
+    size_t chunks = 0;
+    uint32_t hi = __atomic_load_n(&h->nchunks_hi, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; i < hi; i++)
+        if (chunk_of(h, i << CHUNK_BITS)) chunks++;
+    /* The chunk table is reserved for 2^32 offsets but only the pages covering allocated
+     * chunks are ever touched; count those. */
+    size_t table = round64((size_t)hi * sizeof(uint8_t *));
+    table = (table + 4095u) & ~(size_t)4095u;
+    return sizeof *h + table + chunks * h->chunk_bytes + __atomic_load_n(&h->upper_bytes, __ATOMIC_RELAXED);
+}
+
+/* ---- lifecycle ---- */
+
+static fanns_hnsw_t *hnsw_alloc(const fanns_hnsw_params_t *p, fanns_err_t *err, int *rc) {
+    *rc = 0;
+    if (!p || p->dim == 0 || p->dim > 65536 || p->m < 2 || p->m > 512 || (int)p->metric < 0 || (int)p->metric > 3) {
+        *rc = fanns_err_set(err, FANNS_EINVAL, NULL, "hnsw: bad parameters (dim 1..65536, m 2..512, known metric)");
+        return NULL;
+    }
+    fanns_dist_init();
+    fanns_hnsw_t *h = calloc(1, sizeof *h);
+    if (!h) goto nomem;
+    h->p = *p;
+    if (h->p.ef_construct < h->p.m) h->p.ef_construct = h->p.m;
+    h->m0 = 2 * p->m;
+    h->hdr = round64(OFF_LIST0 + sizeof(uint32_t) * (1u + h->m0));
+    h->stride = h->hdr + round64((size_t)p->dim * sizeof(float));
+    h->chunk_bytes = FLAGS_BYTES + (size_t)CHUNK_N * h->stride;
+    h->mult = 1.0 / log((double)p->m);
+    h->rng = p->seed;
+    /* Pages of the table are zero until touched, so the reservation costs no memory. */
+    h->chunks = calloc(NCHUNKS_MAX, sizeof *h->chunks);
+    if (!h->chunks) goto nomem;
+    pthread_mutex_init(&h->glob, NULL);
+    pthread_mutex_init(&h->grow, NULL);
+    for (unsigned i = 0; i < N_STRIPES; i++) pthread_mutex_init(&h->stripes[i], NULL);
+    return h;
+nomem:
+    free(h);
+    *rc = fanns_err_set(err, FANNS_ENOMEM, NULL, "hnsw: out of memory");
+    return NULL;
+}
+
+int fanns_hnsw_new(const fanns_hnsw_params_t *p, fanns_hnsw_t **out, fanns_err_t *err) {
+    int rc;
+    *out = hnsw_alloc(p, err, &rc);
+    return rc;
+}
+
+void fanns_hnsw_free(fanns_hnsw_t *h) {
+    if (!h) return;
+    for (uint32_t ci = 0; ci < h->nchunks_hi; ci++) {
+        uint8_t *c = h->chunks[ci];
+        if (!c) continue;
+        for (uint32_t i = 0; i < CHUNK_N; i++) {
+            if (!(c[i] & F_PRESENT)) continue;
+            uint8_t *node = c + FLAGS_BYTES + (size_t)i * h->stride;
+            uint32_t *up;
+            memcpy(&up, node + OFF_UPPER, sizeof up);
+            free(up);
+        }
+        free(c);
+    }
+    free(h->chunks);
+    pthread_mutex_destroy(&h->glob);
+    pthread_mutex_destroy(&h->grow);
+    for (unsigned i = 0; i < N_STRIPES; i++) pthread_mutex_destroy(&h->stripes[i]);
+    free(h);
+}
+
+/* ---- check ---- */
+
+int fanns_hnsw_check(const fanns_hnsw_t *h, fanns_err_t *err) {
+    uint32_t ep;
+    int top;
+    ep_get(h, &ep, &top);
+    size_t nslots = (size_t)h->nchunks_hi << CHUNK_BITS;
+    size_t live = 0, present = 0;
+    uint32_t *seen = NULL, *queue = NULL;
+    int rc = 0;
+    for (size_t off = 0; off < nslots; off++) {
+        uint8_t f = get_flags(h, (uint32_t)off);
+        if (!(f & F_PRESENT)) continue;
+        present++;
+        if (!(f & F_DELETED)) live++;
+        uint8_t *node = node_at(h, (uint32_t)off);
+        int L = level_of(node);
+        if (L > top) return fanns_err_set(err, FANNS_ECORRUPT, NULL, "hnsw: node %zu level %d above top %d", off, L, top);
+        for (int l = 0; l <= L; l++) {
+            uint32_t *lst = list_of(h, node, l);
+            if (lst[0] > cap_of(h, l))
+                return fanns_err_set(err, FANNS_ECORRUPT, NULL, "hnsw: node %zu level %d has %u links", off, l, lst[0]);
+            for (uint32_t i = 0; i < lst[0]; i++) {
+                uint32_t t = lst[1 + i];
+                if (t == off)
+                    return fanns_err_set(err, FANNS_ECORRUPT, NULL, "hnsw: node %zu links to itself on level %d", off, l);
+                if (t >= nslots || !(get_flags(h, t) & F_PRESENT))
+                    return fanns_err_set(err, FANNS_ECORRUPT, NULL, "hnsw: node %zu links to missing %u", off, t);
+                if (level_of(node_at(h, t)) < l)
+                    return fanns_err_set(err, FANNS_ECORRUPT, NULL, "hnsw: node %zu links on level %d to %u below it",
+                                         off, l, t);
+                for (uint32_t j = 0; j < i; j++)
+                    if (lst[1 + j] == t)
+                        return fanns_err_set(err, FANNS_ECORRUPT, NULL, "hnsw: node %zu links twice to %u", off, t);
+            }
+        }
+    }
+    if (present != __atomic_load_n(&h->npresent, __ATOMIC_RELAXED))
+        return fanns_err_set(err, FANNS_ECORRUPT, NULL, "hnsw: %zu nodes present, counter says %zu", present,
+                             h->npresent);
+    if (present == 0) return top < 0 ? 0 : fanns_err_set(err, FANNS_ECORRUPT, NULL, "hnsw: empty with an entry point");
+    if (top < 0 || ep >= nslots || !(get_flags(h, ep) & F_PRESENT) || level_of(node_at(h, ep)) != top)
+        return fanns_err_set(err, FANNS_ECORRUPT, NULL, "hnsw: bad entry point %u (top level %d)", ep, top);
+    /* In-degree counters (used to keep nodes reachable) must match the lists. */
+    queue = calloc(nslots, sizeof *queue);
+    if (!queue) return fanns_err_set(err, FANNS_ENOMEM, NULL, "hnsw: out of memory");
+    for (size_t off = 0; off < nslots; off++) {
+        if (!(get_flags(h, (uint32_t)off) & F_PRESENT)) continue;
+        uint32_t *lst = list_of(h, node_at(h, (uint32_t)off), 0);
+        for (uint32_t i = 0; i < lst[0]; i++) queue[lst[1 + i]]++;
+    }
+    for (size_t off = 0; off < nslots; off++) {
+        if (!(get_flags(h, (uint32_t)off) & F_PRESENT)) continue;
+        uint32_t have = *indeg_of(h, (uint32_t)off);
+        if (have != queue[off]) {
+            rc = fanns_err_set(err, FANNS_ECORRUPT, NULL, "hnsw: node %zu in-degree %u, counter says %u", off,
+                               queue[off], have);
+            goto out;
+        }
+    }
+    /* BFS on level 0 from the entry point, through deleted nodes too. */
+    seen = calloc((nslots + 31) / 32, sizeof *seen);
+    if (!seen) {
+        rc = fanns_err_set(err, FANNS_ENOMEM, NULL, "hnsw: out of memory");
+        goto out;
+    }
+    size_t qh = 0, qt = 0, reached = 0;
+    queue[qt++] = ep;
+    seen[ep / 32] |= 1u << (ep % 32);
+    while (qh < qt) {
+        uint32_t cur = queue[qh++];
+        if (!(get_flags(h, cur) & F_DELETED)) reached++;
+        uint32_t *lst = list_of(h, node_at(h, cur), 0);
+        for (uint32_t i = 0; i < lst[0]; i++) {
+            uint32_t t = lst[1 + i];
+            if (seen[t / 32] & (1u << (t % 32))) continue;
+            seen[t / 32] |= 1u << (t % 32);
+            queue[qt++] = t;
+        }
+    }
+    if (reached != live)
+        rc = fanns_err_set(err, FANNS_ECORRUPT, NULL, "hnsw: %zu of %zu live nodes unreachable from the entry point",
+                           live - reached, live);
+    if (getenv("HNSW_DEBUG") && reached != live)
+        for (size_t off = 0; off < nslots; off++) {
+            if (!(get_flags(h, (uint32_t)off) & F_PRESENT) || (seen[off / 32] & (1u << (off % 32)))) continue;
+            uint32_t *lst = list_of(h, node_at(h, (uint32_t)off), 0);
+            fprintf(stderr, "unreached %zu indeg %u out %u level %d:", off, *indeg_of(h, (uint32_t)off), lst[0], level_of(node_at(h,(uint32_t)off)));
+            for (size_t o2 = 0; o2 < nslots; o2++) {
+                if (!(get_flags(h, (uint32_t)o2) & F_PRESENT)) continue;
+                if (in_list(list_of(h, node_at(h, (uint32_t)o2), 0), (uint32_t)off)) fprintf(stderr, " <-%zu%s", o2, (seen[o2 / 32] & (1u << (o2 % 32))) ? "" : "(U)");
+            }
+            fprintf(stderr, "\n");
+        }
+    if (getenv("HNSW_DEBUG") && reached != live)
+        for (size_t off = 0; off < nslots; off++) {
+            if (!(get_flags(h, (uint32_t)off) & F_PRESENT) || (seen[off / 32] & (1u << (off % 32)))) continue;
+            uint32_t *lst = list_of(h, node_at(h, (uint32_t)off), 0);
+            fprintf(stderr, "unreached %zu indeg %u out %u level %d:", off, *indeg_of(h, (uint32_t)off), lst[0], level_of(node_at(h,(uint32_t)off)));
+            for (size_t o2 = 0; o2 < nslots; o2++) {
+                if (!(get_flags(h, (uint32_t)o2) & F_PRESENT)) continue;
+                if (in_list(list_of(h, node_at(h, (uint32_t)o2), 0), (uint32_t)off)) fprintf(stderr, " <-%zu%s", o2, (seen[o2 / 32] & (1u << (o2 % 32))) ? "" : "(U)");
+            }
+            fprintf(stderr, "\n");
+        }
+out:
+    free(seen);
+    free(queue);
+    return rc;
+}
+
+/* ---- persistence ---- */
+
+#define FILE_MAGIC "FANNSHNW"
+#define FILE_VERSION 1u
+
+/* A 64-bit checksum: four FNV-1a style lanes over 64-bit little-endian words, mixed at the
+ * end; fed in pieces of any size. */
+typedef struct hasher {
+    uint64_t lane[4];
+    uint8_t buf[32];
+    size_t nbuf;
+    uint64_t total;
+} hasher_t;
+
+#define FNV_PRIME 0x100000001b3ull
+
+static void hash_init(hasher_t *hs) {
+    for (int i = 0; i < 4; i++) hs->lane[i] = 0xcbf29ce484222325ull ^ (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
+    hs->nbuf = 0;
+    hs->total = 0;
+}
+
+static inline void hash_block(hasher_t *hs, const uint8_t *p) {
+    for (int i = 0; i < 4; i++) {
+        uint64_t w;
+        memcpy(&w, p + 8 * i, 8);
+        hs->lane[i] = (hs->lane[i] ^ w) * FNV_PRIME;
+        hs->lane[i] ^= hs->lane[i] >> 29;
+    }
+}
+
+static void hash_feed(hasher_t *hs, const void *data, size_t n) {
+    const uint8_t *p = data;
+    hs->total += n;
+    if (hs->nbuf) {
+        size_t t = 32 - hs->nbuf < n ? 32 - hs->nbuf : n;
+        memcpy(hs->buf + hs->nbuf, p, t);
+        hs->nbuf += t;
+        p += t;
+        n -= t;
+        if (hs->nbuf < 32) return;
+        hash_block(hs, hs->buf);
+        hs->nbuf = 0;
+    }
+    for (; n >= 32; p += 32, n -= 32) hash_block(hs, p);
+    memcpy(hs->buf, p, n);
+    hs->nbuf = n;
+}
+
+static uint64_t hash_final(hasher_t *hs) {
+    uint64_t h = hs->total * FNV_PRIME;
+    for (size_t i = 0; i < hs->nbuf; i++) h = (h ^ hs->buf[i]) * FNV_PRIME;
+    for (int i = 0; i < 4; i++) {
+        h = (h ^ hs->lane[i]) * FNV_PRIME;
+        h ^= h >> 32;
+    }
+    return h;
+}
+
+typedef struct file_header {
+    char magic[8];
+    uint32_t version, dim, metric, m, ef_construct, entry;
+    int32_t top;
+    uint32_t pad;
+    uint64_t seed, stamp, nslots, npresent, ndeleted;
+} file_header_t;
+
+typedef struct wfile {
+    FILE *f;
+    hasher_t hs;
+    bool bad;
+} wfile_t;
+
+static void wput(wfile_t *w, const void *p, size_t n) {
+    if (w->bad || n == 0) return;
+    hash_feed(&w->hs, p, n);
+    if (fwrite(p, 1, n, w->f) != n) w->bad = true;
+}
+
+int fanns_hnsw_save(const fanns_hnsw_t *h, const char *path, uint64_t stamp, fanns_err_t *err) {
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 5);
+    if (!tmp) return fanns_err_set(err, FANNS_ENOMEM, NULL, "hnsw: out of memory");
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    wfile_t w = {.f = fopen(tmp, "wb")};
+    if (!w.f) {
+        int e = errno;
+        free(tmp);
+        return fanns_err_set(err, FANNS_EIO, NULL, "hnsw: cannot create %s.tmp: %s", path, strerror(e));
+    }
+    setvbuf(w.f, NULL, _IOFBF, 1 << 20);
+    hash_init(&w.hs);
+    uint32_t ep;
+    int top;
+    ep_get(h, &ep, &top);
+    file_header_t fh;
+    memset(&fh, 0, sizeof fh);
+    memcpy(fh.magic, FILE_MAGIC, 8);
+    fh.version = FILE_VERSION;
+    fh.dim = h->p.dim;
+    fh.metric = (uint32_t)h->p.metric;
+    fh.m = h->p.m;
+    fh.ef_construct = h->p.ef_construct;
+    fh.entry = ep;
+    fh.top = top;
+    fh.seed = h->p.seed;
+    fh.stamp = stamp;
+    fh.nslots = (uint64_t)h->nchunks_hi << CHUNK_BITS;
+    fh.npresent = h->npresent;
+    fh.ndeleted = h->ndeleted;
+    wput(&w, &fh, sizeof fh);
+    for (uint64_t off = 0; off < fh.nslots; off++) {
+        uint8_t f = get_flags(h, (uint32_t)off);
+        if (!(f & F_PRESENT)) continue;
+        uint8_t *node = node_at(h, (uint32_t)off);
+        uint32_t o32 = (uint32_t)off;
+        uint8_t meta[4] = {f, (uint8_t)level_of(node), 0, 0};
+        wput(&w, &o32, sizeof o32);
+        wput(&w, meta, sizeof meta);
+        for (int l = 0; l <= level_of(node); l++) {
+            uint32_t *lst = list_of(h, node, l);
+            wput(&w, lst, (1u + lst[0]) * sizeof(uint32_t));
+        }
+        wput(&w, vec_of(h, node), h->p.dim * sizeof(float));
+    }
+    uint64_t sum = hash_final(&w.hs);
+    if (!w.bad && fwrite(&sum, 1, sizeof sum, w.f) != sizeof sum) w.bad = true;
+    if (!w.bad && fflush(w.f) != 0) w.bad = true;
+    if (!w.bad && fsync(fileno(w.f)) != 0) w.bad = true;
+    int e = errno;
+    if (fclose(w.f) != 0) w.bad = true;
+    if (!w.bad && rename(tmp, path) != 0) {
+        e = errno;
+        w.bad = true;
+    }
+    if (w.bad) {
+        unlink(tmp);
+        free(tmp);
+        return fanns_err_set(err, FANNS_EIO, NULL, "hnsw: writing %s failed: %s", path, strerror(e));
+    }
+    free(tmp);
+    /* Make the rename durable. */
+    char *dir = strdup(path);
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        const char *d = ".";
+        if (slash) {
+            *slash = 0;
+            d = slash == dir ? "/" : dir;
+        }
+        int fd = open(d, O_RDONLY | O_DIRECTORY);
+        if (fd >= 0) {
+            (void)fsync(fd);
+            close(fd);
+        }
+        free(dir);
+    }
+    return 0;
+}
+
+typedef struct rfile {
+    FILE *f;
+    hasher_t hs;
+} rfile_t;
+
+static bool rget(rfile_t *r, void *p, size_t n) {
+    if (n == 0) return true;
+    if (fread(p, 1, n, r->f) != n) return false;
+    hash_feed(&r->hs, p, n);
+    return true;
+}
+
+int fanns_hnsw_load(const char *path, const fanns_hnsw_params_t *p, fanns_hnsw_t **out, uint64_t *stamp,
+                    fanns_err_t *err) {
+    *out = NULL;
+    rfile_t r = {.f = fopen(path, "rb")};
+    if (!r.f) {
+        if (errno == ENOENT) return fanns_err_set(err, FANNS_ENOTFOUND, NULL, "hnsw: no index file %s", path);
+        return fanns_err_set(err, FANNS_EIO, NULL, "hnsw: cannot open %s: %s", path, strerror(errno));
+    }
+    setvbuf(r.f, NULL, _IOFBF, 1 << 20);
+    hash_init(&r.hs);
+    int rc = 0;
+    fanns_hnsw_t *h = NULL;
+    file_header_t fh;
+    const char *why = NULL;
+    if (!rget(&r, &fh, sizeof fh)) {
+        why = "truncated header";
+        goto corrupt;
+    }
+    if (memcmp(fh.magic, FILE_MAGIC, 8) != 0 || fh.version != FILE_VERSION) {
+        why = "bad magic or version";
+        goto corrupt;
+    }
+    if (fh.dim != p->dim || fh.metric != (uint32_t)p->metric || fh.m != p->m ||
+        fh.ef_construct != (p->ef_construct < p->m ? p->m : p->ef_construct) || fh.seed != p->seed) {
+        why = "parameters differ from the collection's";
+        goto corrupt;
+    }
+    if (fh.nslots > ((uint64_t)1 << 32) || fh.nslots % CHUNK_N != 0 || fh.npresent > fh.nslots ||
+        fh.ndeleted > fh.npresent || fh.top > MAX_LEVEL || fh.top < -1 || (fh.npresent == 0) != (fh.top == -1)) {
+        why = "bad counts";
+        goto corrupt;
+    }
+    h = hnsw_alloc(p, err, &rc);
+    if (!h) goto fail;
+    uint64_t prev = 0;
+    size_t ndel = 0;
+    for (uint64_t i = 0; i < fh.npresent; i++) {
+        uint32_t off;
+        uint8_t meta[4];
+        if (!rget(&r, &off, sizeof off) || !rget(&r, meta, sizeof meta)) {
+            why = "truncated node";
+            goto corrupt;
+        }
+        if ((i > 0 && off <= prev) || off >= fh.nslots || !(meta[0] & F_PRESENT) || (meta[0] & ~(F_PRESENT | F_DELETED)) ||
+            meta[1] > fh.top) {
+            why = "bad node header";
+            goto corrupt;
+        }
+        prev = off;
+        rc = ensure_chunk(h, off, err);
+        if (rc) goto fail;
+        uint8_t *node = node_at(h, off);
+        int L = meta[1];
+        node[OFF_LEVEL] = (uint8_t)L;
+        if (L > 0) {
+            size_t bytes = (size_t)L * (1u + h->p.m) * sizeof(uint32_t);
+            uint32_t *up = calloc(1, bytes);
+            if (!up) {
+                rc = fanns_err_set(err, FANNS_ENOMEM, NULL, "hnsw: out of memory");
+                goto fail;
+            }
+            memcpy(node + OFF_UPPER, &up, sizeof up);
+            h->upper_bytes += bytes;
+        }
+        *flags_at(h, off) = meta[0];
+        h->npresent++;
+        if (meta[0] & F_DELETED) ndel++;
+        for (int l = 0; l <= L; l++) {
+            uint32_t *lst = list_of(h, node, l);
+            if (!rget(&r, lst, sizeof(uint32_t))) {
+                why = "truncated links";
+                goto corrupt;
+            }
+            if (lst[0] > cap_of(h, l) || !rget(&r, lst + 1, lst[0] * sizeof(uint32_t))) {
+                why = "bad links";
+                goto corrupt;
+            }
+        }
+        if (!rget(&r, vec_of(h, node), h->p.dim * sizeof(float))) {
+            why = "truncated vector";
+            goto corrupt;
+        }
+    }
+    uint64_t want = hash_final(&r.hs), sum;
+    if (fread(&sum, 1, sizeof sum, r.f) != sizeof sum) {
+        why = "missing checksum";
+        goto corrupt;
+    }
+    if (sum != want) {
+        why = "checksum mismatch";
+        goto corrupt;
+    }
+    if (fgetc(r.f) != EOF) {
+        why = "trailing bytes";
+        goto corrupt;
+    }
+    if (ndel != fh.ndeleted) {
+        why = "deleted count mismatch";
+        goto corrupt;
+    }
+    h->ndeleted = ndel;
+    if (fh.top >= 0) {
+        if (fh.entry >= fh.nslots || !(get_flags(h, fh.entry) & F_PRESENT) ||
+            level_of(node_at(h, fh.entry)) != fh.top) {
+            why = "bad entry point";
+            goto corrupt;
+        }
+        ep_set(h, fh.entry, fh.top);
+    }
+    /* Links must point at present nodes of a sufficient level (the checksum guards against
+     * damage, this against a file from a buggy writer). */
+    for (uint64_t off = 0; off < fh.nslots; off++) {
+        if (!(get_flags(h, (uint32_t)off) & F_PRESENT)) continue;
+        uint8_t *node = node_at(h, (uint32_t)off);
+        for (int l = 0; l <= level_of(node); l++) {
+            uint32_t *lst = list_of(h, node, l);
+            for (uint32_t i = 0; i < lst[0]; i++) {
+                uint32_t t = lst[1 + i];
+                if (t >= fh.nslots || t == off || !(get_flags(h, t) & F_PRESENT) || level_of(node_at(h, t)) < l) {
+                    why = "link to a missing node";
+                    goto corrupt;
+                }
+                if (l == 0) (*indeg_of(h, t))++;
+            }
+        }
+    }
+    fclose(r.f);
+    if (stamp) *stamp = fh.stamp;
+    *out = h;
+    return 0;
+corrupt:
+    rc = fanns_err_set(err, FANNS_ECORRUPT, NULL, "hnsw: index file %s is corrupt: %s", path, why);
+fail:
+    if (ferror(r.f) && rc == FANNS_ECORRUPT)
+        rc = fanns_err_set(err, FANNS_EIO, NULL, "hnsw: reading %s failed", path);
+    fclose(r.f);
+    fanns_hnsw_free(h);
+    return rc;
+}

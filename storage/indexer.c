@@ -1,0 +1,496 @@
+/*
+ * indexer.c: keeps each collection's HNSW graph (index/hnsw.h) in step with its points.
+ *
+ * The writer never touches the graph: every slot it writes or frees is marked stale and
+ * queued (fanns__index_touch, under the collection's write lock).  One indexer thread per
+ * database takes queued slots in batches: under the write lock it copies their vectors and
+ * vector versions, without the lock it inserts them into the graph (many threads for a large
+ * batch) or deletes them, and under the write lock again it clears the stale mark of every
+ * slot whose vector did not change meanwhile.  Searches run on the graph concurrently; they
+ * trust it only for slots that are not stale and score stale slots exactly, so the answer
+ * never lags behind an acknowledged write.  A collection is "yellow" while slots are stale.
+ *
+ * The graph is created when the collection's vectors pass optimizer_config.indexing_threshold
+ * (in KB, as Qdrant; 0 disables indexing, as does hnsw_config.m = 0) and is rebuilt when
+ * hnsw_config changes.  It is saved to <data>/index/c<cid>.hnsw with, beside it,
+ * c<cid>.ivv: the vector version the graph holds for every slot, under the same stamp.  At
+ * start-up a graph is trusted only if both files verify and agree; then slots whose version
+ * differs from LMDB's are re-indexed.  Anything else rebuilds from LMDB.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "coll.h"
+#include "log.h"
+
+#define BATCH_SMALL 1024
+#define BATCH_LARGE 16384
+#define SAVE_EVERY_OPS 20000
+#define IVV_MAGIC 0x76766946534e4e41ULL /* "ANNSFivv" */
+
+/* ---- configuration ------------------------------------------------------------------ */
+
+static uint64_t json_u64_or(const json_t *o, const char *key, uint64_t def) {
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (uint64_t)json_integer_value(v) : def;
+}
+
+void fanns__index_config(fanns_coll_t *c) {
+    json_t *h = json_object_get(c->config, "hnsw_config");
+    json_t *o = json_object_get(c->config, "optimizer_config");
+    uint32_t m = (uint32_t)json_u64_or(h, "m", 16), efc = (uint32_t)json_u64_or(h, "ef_construct", 100);
+    if (m > 512) m = 512;
+    if (efc < 4) efc = 4;
+    if (c->hnsw && (m != c->hnsw_m || efc != c->hnsw_efc)) c->reindex = true;
+    c->hnsw_m = m;
+    c->hnsw_efc = efc;
+    c->index_threshold_kb = json_u64_or(o, "indexing_threshold", 10000);
+}
+
+static bool index_wanted(const fanns_coll_t *c) {
+    if (c->hnsw_m == 0 || c->index_threshold_kb == 0) return false;
+    return c->count * (uint64_t)c->dim * 4 >= c->index_threshold_kb * 1024;
+}
+
+static fanns_hnsw_params_t hnsw_params(const fanns_coll_t *c) {
+    fanns_hnsw_params_t p = {c->dim, c->metric, c->hnsw_m, c->hnsw_efc, 0x5eed0000ULL + c->cid};
+    return p;
+}
+
+/* ---- stale set and queue (write lock held) -------------------------------------------- */
+
+static int stale_add(fanns_coll_t *c, uint32_t off) {
+    if (c->stale_pos[off] != UINT32_MAX) return 0;
+    if (c->nstale == c->capstale) {
+        uint32_t ncap = c->capstale ? c->capstale * 2 : 1024;
+        uint32_t *n = realloc(c->stale_list, (size_t)ncap * sizeof(*n));
+        if (!n) return FANNS_ENOMEM;
+        c->stale_list = n;
+        c->capstale = ncap;
+    }
+    c->stale_pos[off] = c->nstale;
+    c->stale_list[c->nstale++] = off;
+    return 0;
+}
+
+static void stale_remove(fanns_coll_t *c, uint32_t off) {
+    uint32_t pos = c->stale_pos[off];
+    if (pos == UINT32_MAX) return;
+    uint32_t last = c->stale_list[--c->nstale];
+    c->stale_list[pos] = last;
+    c->stale_pos[last] = pos;
+    c->stale_pos[off] = UINT32_MAX;
+}
+
+static int queue_push(fanns_coll_t *c, uint32_t off) {
+    if (c->queued[off]) return 0;
+    if (c->iq_len == c->iq_cap) {
+        size_t ncap = c->iq_cap ? c->iq_cap * 2 : 1024;
+        uint32_t *n = malloc(ncap * sizeof(*n));
+        if (!n) return FANNS_ENOMEM;
+        for (size_t i = 0; i < c->iq_len; i++) n[i] = c->iq[(c->iq_head + i) % c->iq_cap];
+        free(c->iq);
+        c->iq = n;
+        c->iq_head = 0;
+        c->iq_cap = ncap;
+    }
+    c->iq[(c->iq_head + c->iq_len) % c->iq_cap] = off;
+    c->iq_len++;
+    c->queued[off] = 1;
+    return 0;
+}
+
+int fanns__index_touch(fanns_coll_t *c, uint32_t off) {
+    if (!c->hnsw) return 0;
+    int rc = stale_add(c, off);
+    return rc ? rc : queue_push(c, off);
+}
+
+/* Marks every slot stale and queued (a new or rebuilt graph). */
+static int touch_all(fanns_coll_t *c) {
+    for (uint32_t off = 0; off < c->nslots; off++) {
+        int rc = fanns__index_touch(c, off);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+void fanns__index_stats(const fanns_coll_t *c, uint64_t *indexed, bool *indexing) {
+    if (!c->hnsw) {
+        *indexed = 0;
+        /* Waiting for the indexer to create the graph counts as indexing. */
+        *indexing = index_wanted(c);
+        return;
+    }
+    uint64_t stale_live = 0;
+    for (uint32_t i = 0; i < c->nstale; i++) stale_live += c->live[c->stale_list[i]];
+    *indexed = c->count - stale_live;
+    *indexing = c->nstale > 0 || c->reindex;
+}
+
+/* ---- files -------------------------------------------------------------------------- */
+
+static void index_paths(const fanns_coll_t *c, char *graph, char *ivv, size_t n) {
+    snprintf(graph, n, "%s/index/c%u.hnsw", c->db->dir, c->cid);
+    snprintf(ivv, n, "%s/index/c%u.ivv", c->db->dir, c->cid);
+}
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* ivv file: magic, stamp, nslots, ivver[nslots], fnv1a of all before. */
+static int save_ivv(const char *path, uint64_t stamp, const uint64_t *ivv, uint32_t nslots) {
+    char tmp[1100];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return FANNS_EIO;
+    uint64_t hdr[3] = {IVV_MAGIC, stamp, nslots};
+    uint64_t h = fnv1a(0xcbf29ce484222325ULL, hdr, sizeof(hdr));
+    h = fnv1a(h, ivv, (size_t)nslots * 8);
+    bool ok = fwrite(hdr, sizeof(hdr), 1, f) == 1 && (nslots == 0 || fwrite(ivv, (size_t)nslots * 8, 1, f) == 1) &&
+              fwrite(&h, 8, 1, f) == 1 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return FANNS_EIO;
+    }
+    return 0;
+}
+
+static int load_ivv(const char *path, uint64_t stamp, uint64_t **out, uint32_t *nslots) {
+    FILE *f = fopen(path, "rb");
+    uint64_t hdr[3], h, want;
+    uint64_t *v = NULL;
+    int rc = FANNS_ECORRUPT;
+    if (!f) return FANNS_ENOTFOUND;
+    if (fread(hdr, sizeof(hdr), 1, f) != 1 || hdr[0] != IVV_MAGIC || hdr[1] != stamp || hdr[2] > UINT32_MAX) goto out;
+    v = malloc((hdr[2] ? hdr[2] : 1) * 8);
+    if (!v) {
+        rc = FANNS_ENOMEM;
+        goto out;
+    }
+    if ((hdr[2] && fread(v, hdr[2] * 8, 1, f) != 1) || fread(&h, 8, 1, f) != 1) goto out;
+    want = fnv1a(fnv1a(0xcbf29ce484222325ULL, hdr, sizeof(hdr)), v, hdr[2] * 8);
+    if (h != want || fgetc(f) != EOF) goto out;
+    *out = v;
+    *nslots = (uint32_t)hdr[2];
+    v = NULL;
+    rc = 0;
+out:
+    free(v);
+    fclose(f);
+    return rc;
+}
+
+/* Saves graph and versions.  Called by the indexer (the only thread that changes the graph). */
+static void index_save(fanns_coll_t *c) {
+    char graph[1024], ivv[1024], dir[1024];
+    fanns_err_t err;
+    snprintf(dir, sizeof(dir), "%s/index", c->db->dir);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        fanns_warn("cannot create %s: %s", dir, strerror(errno));
+        return;
+    }
+    index_paths(c, graph, ivv, sizeof(graph));
+    pthread_rwlock_rdlock(&c->lock);
+    fanns_hnsw_t *h = c->hnsw;
+    bool dropped = c->dropped;
+    uint32_t n = c->nslots;
+    uint64_t *copy = malloc((n ? n : 1) * 8);
+    if (copy) memcpy(copy, c->ivver, (size_t)n * 8);
+    pthread_rwlock_unlock(&c->lock);
+    if (!h || dropped || !copy) {
+        free(copy);
+        return;
+    }
+    /* A fresh stamp per save ties the two files together. */
+    static _Atomic uint64_t counter;
+    uint64_t stamp = ((uint64_t)getpid() << 32) ^ (uint64_t)atomic_fetch_add(&counter, 1) ^ ((uint64_t)c->cid << 48) ^
+                     (uint64_t)time(NULL);
+    if (fanns_hnsw_save(h, graph, stamp, &err) != 0 || save_ivv(ivv, stamp, copy, n) != 0)
+        fanns_warn("saving the graph of %s failed: %s", c->name, err.msg);
+    else
+        fanns_info("saved the graph of %s (%zu nodes)", c->name, fanns_hnsw_count(h));
+    free(copy);
+}
+
+void fanns__index_load(fanns_coll_t *c) {
+    char graph[1024], ivv[1024];
+    fanns_err_t err;
+    fanns_hnsw_t *h = NULL;
+    uint64_t stamp = 0, *vv = NULL;
+    uint32_t nv = 0;
+    fanns_hnsw_params_t p = hnsw_params(c);
+    if (!index_wanted(c)) return;
+    index_paths(c, graph, ivv, sizeof(graph));
+    int rc = fanns_hnsw_load(graph, &p, &h, &stamp, &err);
+    if (rc == 0) rc = load_ivv(ivv, stamp, &vv, &nv);
+    if (rc != 0) {
+        if (rc != FANNS_ENOTFOUND) fanns_warn("graph of %s not usable (%s): rebuilding it from storage", c->name, fanns_err_name(rc));
+        fanns_hnsw_free(h);
+        return; /* the indexer creates the graph from scratch */
+    }
+    c->hnsw = h;
+    uint32_t stale = 0;
+    for (uint32_t off = 0; off < c->nslots; off++) {
+        c->ivver[off] = off < nv ? vv[off] : 0;
+        bool current = c->live[off] ? c->ivver[off] == c->vversions[off] : !fanns_hnsw_contains(h, off);
+        if (!current) {
+            fanns__index_touch(c, off);
+            stale++;
+        }
+    }
+    /* Graph nodes beyond the slots (freed at the end) must go too. */
+    for (uint32_t off = c->nslots; off < nv; off++)
+        if (fanns_hnsw_contains(h, off)) fanns_hnsw_delete(h, off);
+    free(vv);
+    fanns_info("loaded the graph of %s: %zu nodes, %u slots to re-index", c->name, fanns_hnsw_count(h), stale);
+}
+
+void fanns__index_destroy(fanns_coll_t *c) {
+    if (c->delete_files && c->db && c->db->dir) {
+        char graph[1024], ivv[1024];
+        index_paths(c, graph, ivv, sizeof(graph));
+        unlink(graph);
+        unlink(ivv);
+    }
+    fanns_hnsw_free(c->hnsw);
+    c->hnsw = NULL;
+    free(c->stale_pos);
+    free(c->stale_list);
+    free(c->queued);
+    free(c->iq);
+    free(c->ivver);
+}
+
+/* ---- the indexer thread --------------------------------------------------------------- */
+
+typedef struct batch {
+    uint32_t *offs;             /* slots taken from the queue */
+    uint64_t *vver;             /* their vector versions, 0 for a freed slot */
+    float *vecs;                /* copies of the live vectors, packed in order */
+    uint32_t *live_offs;        /* the live slots among offs */
+    size_t n, nlive, cap;
+    size_t stride;              /* floats per packed vector */
+} batch_t;
+
+static const float *batch_vec(void *ctx, uint32_t off) {
+    const batch_t *b = ctx;
+    /* The live offsets are sorted, so the position of off gives its packed vector. */
+    size_t lo = 0, hi = b->nlive;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (b->live_offs[mid] < off) lo = mid + 1;
+        else hi = mid;
+    }
+    return b->vecs + lo * b->stride;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Creates or rebuilds the graph when wanted.  Returns true if c has a graph afterwards. */
+static bool ensure_graph(fanns_coll_t *c) {
+    fanns_err_t err;
+    pthread_rwlock_rdlock(&c->lock);
+    bool need = !c->dropped && (c->reindex || (!c->hnsw && index_wanted(c)));
+    bool have = c->hnsw != NULL && !c->dropped;
+    pthread_rwlock_unlock(&c->lock);
+    if (!need) return have;
+    pthread_rwlock_wrlock(&c->lock);
+    fanns_hnsw_params_t p = hnsw_params(c);
+    fanns_hnsw_t *h = NULL;
+    if (c->hnsw_m > 0 && fanns_hnsw_new(&p, &h, &err) != 0) {
+        pthread_rwlock_unlock(&c->lock);
+        fanns_error("cannot create the graph of %s: %s", c->name, err.msg);
+        return false;
+    }
+    fanns_hnsw_t *old = c->hnsw;
+    c->hnsw = h;
+    c->reindex = false;
+    /* Forget the old graph's state: every slot is re-indexed into the new one. */
+    while (c->nstale > 0) stale_remove(c, c->stale_list[c->nstale - 1]);
+    c->iq_len = 0;
+    for (uint32_t off = 0; off < c->nslots; off++) {
+        c->queued[off] = 0;
+        c->ivver[off] = 0;
+    }
+    int rc = h ? touch_all(c) : 0;
+    pthread_rwlock_unlock(&c->lock);
+    /* Readers use the graph only under the read lock, so nobody holds the old one now. */
+    fanns_hnsw_free(old);
+    if (rc) fanns_error("out of memory queueing %s for indexing", c->name);
+    if (h) fanns_info("building the graph of %s (m=%u, ef_construct=%u)", c->name, c->hnsw_m, c->hnsw_efc);
+    return h != NULL;
+}
+
+/* Takes one batch from c's queue and applies it to the graph.  Returns the batch size. */
+static size_t index_batch(fanns_db_t *db, fanns_coll_t *c, batch_t *b) {
+    fanns_err_t err;
+    pthread_rwlock_wrlock(&c->lock);
+    fanns_hnsw_t *h = c->hnsw;
+    if (!h || c->dropped || c->reindex || c->iq_len == 0) {
+        pthread_rwlock_unlock(&c->lock);
+        return 0;
+    }
+    size_t want = c->iq_len >= BATCH_SMALL * 4 ? BATCH_LARGE : BATCH_SMALL;
+    if (want > c->iq_len) want = c->iq_len;
+    size_t need = want * (size_t)c->dim;
+    if (b->cap < want || b->stride != c->dim) {
+        free(b->offs);
+        free(b->vver);
+        free(b->vecs);
+        free(b->live_offs);
+        b->offs = malloc(want * sizeof(*b->offs));
+        b->vver = malloc(want * sizeof(*b->vver));
+        b->vecs = malloc(need * sizeof(float));
+        b->live_offs = malloc(want * sizeof(*b->live_offs));
+        b->cap = want;
+        if (!b->offs || !b->vver || !b->vecs || !b->live_offs) {
+            b->cap = 0;
+            pthread_rwlock_unlock(&c->lock);
+            fanns_error("out of memory indexing %s", c->name);
+            return 0;
+        }
+    }
+    b->n = 0;
+    for (size_t i = 0; i < want; i++) {
+        uint32_t off = c->iq[c->iq_head];
+        c->iq_head = (c->iq_head + 1) % c->iq_cap;
+        c->iq_len--;
+        c->queued[off] = 0;
+        b->offs[b->n++] = off;
+    }
+    /* Live slots sorted by offset, so batch_vec can find them. */
+    qsort(b->offs, b->n, sizeof(*b->offs), cmp_u32);
+    b->nlive = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        uint32_t off = b->offs[i];
+        if (c->live[off]) {
+            b->vver[i] = c->vversions[off];
+            memcpy(b->vecs + b->nlive * (size_t)c->dim, c->vecs + (size_t)off * c->dim, c->dim * sizeof(float));
+            b->live_offs[b->nlive++] = off;
+        } else {
+            b->vver[i] = 0;
+        }
+    }
+    uint32_t dim = c->dim;
+    pthread_rwlock_unlock(&c->lock);
+
+    /* The graph changes while searches run on it; only this thread changes it. */
+    for (size_t i = 0; i < b->n; i++)
+        if (b->vver[i] == 0) fanns_hnsw_delete(h, b->offs[i]);
+    int threads = b->nlive >= 256 ? db->index_threads : 1;
+    b->stride = dim;
+    int rc = fanns_hnsw_insert_many(h, b->live_offs, b->nlive, batch_vec, b, threads, &err);
+    if (rc) fanns_error("indexing %s failed: %s", c->name, err.msg);
+
+    pthread_rwlock_wrlock(&c->lock);
+    if (c->hnsw == h) {
+        for (size_t i = 0; i < b->n; i++) {
+            uint32_t off = b->offs[i];
+            bool unchanged = b->vver[i] ? (c->live[off] && c->vversions[off] == b->vver[i]) : !c->live[off];
+            if (rc == 0 && unchanged && !c->queued[off]) {
+                stale_remove(c, off);
+                c->ivver[off] = b->vver[i];
+            } else if (rc != 0) {
+                queue_push(c, off); /* try again later */
+            }
+        }
+        c->index_ops_since_save += b->n;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return rc ? 0 : b->n;
+}
+
+static void *indexer_main(void *arg) {
+    fanns_db_t *db = arg;
+    batch_t b;
+    memset(&b, 0, sizeof(b));
+    for (;;) {
+        pthread_mutex_lock(&db->imu);
+        while (!db->ikick && !db->istop) pthread_cond_wait(&db->icv, &db->imu);
+        bool stop = db->istop;
+        db->ikick = false;
+        pthread_mutex_unlock(&db->imu);
+
+        /* Work on a snapshot of the collections, each held by a reference. */
+        pthread_rwlock_rdlock(&db->map_lock);
+        size_t n = db->ncolls;
+        fanns_coll_t **cs = malloc((n ? n : 1) * sizeof(*cs));
+        for (size_t i = 0; cs && i < n; i++) {
+            cs[i] = db->colls[i];
+            atomic_fetch_add(&cs[i]->refs, 1);
+        }
+        pthread_rwlock_unlock(&db->map_lock);
+        if (!cs) n = 0;
+        for (size_t i = 0; i < n; i++) {
+            fanns_coll_t *c = cs[i];
+            if (!stop && ensure_graph(c)) {
+                while (index_batch(db, c, &b) > 0) {
+                    pthread_mutex_lock(&db->imu);
+                    bool st = db->istop;
+                    pthread_mutex_unlock(&db->imu);
+                    if (st) break;
+                }
+            }
+            pthread_rwlock_rdlock(&c->lock);
+            bool save = c->hnsw && !c->dropped && (c->index_ops_since_save >= SAVE_EVERY_OPS || (stop && c->index_ops_since_save > 0)) &&
+                        (c->iq_len == 0 || stop);
+            pthread_rwlock_unlock(&c->lock);
+            if (save) {
+                index_save(c);
+                pthread_rwlock_wrlock(&c->lock);
+                c->index_ops_since_save = 0;
+                pthread_rwlock_unlock(&c->lock);
+            }
+            fanns_coll_release(c);
+        }
+        free(cs);
+        if (stop) break;
+    }
+    free(b.offs);
+    free(b.vver);
+    free(b.vecs);
+    free(b.live_offs);
+    return NULL;
+}
+
+int fanns__indexer_start(fanns_db_t *db) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    db->index_threads = cores > 0 ? (int)cores : 1;
+    db->ikick = true; /* look at every collection once at start-up */
+    if (pthread_create(&db->indexer, NULL, indexer_main, db) != 0) return FANNS_EIO;
+    db->indexer_started = true;
+    return 0;
+}
+
+void fanns__indexer_stop(fanns_db_t *db) {
+    if (!db->indexer_started) return;
+    pthread_mutex_lock(&db->imu);
+    db->istop = true;
+    pthread_cond_signal(&db->icv);
+    pthread_mutex_unlock(&db->imu);
+    pthread_join(db->indexer, NULL);
+    db->indexer_started = false;
+}
+
+void fanns__indexer_kick(fanns_db_t *db) {
+    pthread_mutex_lock(&db->imu);
+    db->ikick = true;
+    pthread_cond_signal(&db->icv);
+    pthread_mutex_unlock(&db->imu);
+}

@@ -1,0 +1,591 @@
+/*
+ * test_hnsw.c: tests index/hnsw.c: graph invariants, seeded recall against brute force on a
+ * clustered set, deletes and filters, replacement at freed offsets, persistence and its
+ * corruption checks, deterministic builds, concurrent inserts with searches, all metrics.
+ */
+#include <check.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hnsw.h"
+
+/* ---- data ---- */
+
+static uint64_t rng_state;
+static uint64_t rnd(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float unif(void) { return (float)((double)(rnd() >> 11) / 9007199254740992.0); }
+static float gauss(void) {
+    float u = unif() + 1e-7f, v = unif();
+    return sqrtf(-2.0f * logf(u)) * cosf(6.2831853f * v);
+}
+
+/* n clustered points (nclust gaussian blobs) of dimension dim; normalised if unit. */
+static float *make_data(size_t n, size_t dim, size_t nclust, bool unit, uint64_t seed) {
+    rng_state = seed;
+    float *centers = malloc(nclust * dim * sizeof(float));
+    for (size_t i = 0; i < nclust * dim; i++) centers[i] = gauss();
+    float *v = malloc(n * dim * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        size_t c = rnd() % nclust;
+        for (size_t j = 0; j < dim; j++) v[i * dim + j] = centers[c * dim + j] + 0.35f * gauss();
+        if (unit) fanns_vec_normalize(v + i * dim, dim);
+    }
+    free(centers);
+    return v;
+}
+
+typedef struct dataset {
+    float *v;
+    size_t n, dim;
+} dataset_t;
+
+static const float *vec_cb(void *ctx, uint32_t off) {
+    dataset_t *d = ctx;
+    return d->v + (size_t)off * d->dim;
+}
+
+static float ref_dist(fanns_metric_t m, const float *a, const float *b, size_t dim) {
+    double s = 0;
+    for (size_t i = 0; i < dim; i++) {
+        double x = a[i], y = b[i];
+        switch (m) {
+        case FANNS_METRIC_COSINE:
+        case FANNS_METRIC_DOT: s += x * y; break;
+        case FANNS_METRIC_EUCLID: s += (x - y) * (x - y); break;
+        case FANNS_METRIC_MANHATTAN: s += fabs(x - y); break;
+        }
+    }
+    if (m == FANNS_METRIC_COSINE) return (float)(1.0 - s);
+    if (m == FANNS_METRIC_DOT) return (float)-s;
+    return (float)s;
+}
+
+typedef bool (*keep_fn)(uint32_t off);
+
+/* Exact top-k offsets of q among offsets [0, n) accepted by keep (NULL: all). */
+static size_t brute(fanns_metric_t m, const float *base, size_t n, size_t dim, const float *q, size_t k,
+                    keep_fn keep, uint32_t *out) {
+    float *bd = malloc(k * sizeof(float));
+    size_t got = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (keep && !keep((uint32_t)i)) continue;
+        float d = ref_dist(m, q, base + i * dim, dim);
+        if (got == k && d >= bd[k - 1]) continue;
+        size_t p = got < k ? got++ : k - 1;
+        while (p > 0 && bd[p - 1] > d) {
+            bd[p] = bd[p - 1];
+            out[p] = out[p - 1];
+            p--;
+        }
+        bd[p] = d;
+        out[p] = (uint32_t)i;
+    }
+    free(bd);
+    return got;
+}
+
+static fanns_hnsw_t *build(const fanns_hnsw_params_t *p, const float *v, size_t n, int threads) {
+    fanns_hnsw_t *h = NULL;
+    fanns_err_t err;
+    ck_assert_int_eq(fanns_hnsw_new(p, &h, &err), 0);
+    dataset_t d = {(float *)v, n, p->dim};
+    uint32_t *offs = malloc(n * sizeof *offs);
+    for (size_t i = 0; i < n; i++) offs[i] = (uint32_t)i;
+    ck_assert_int_eq(fanns_hnsw_insert_many(h, offs, n, vec_cb, &d, threads, &err), 0);
+    free(offs);
+    return h;
+}
+
+/* Mean recall@k of the index against brute force over nq queries. */
+static double recall(fanns_hnsw_t *h, fanns_metric_t m, const float *base, size_t n, size_t dim, const float *qs,
+                     size_t nq, size_t k, size_t ef, keep_fn keep) {
+    uint32_t *truth = malloc(k * sizeof *truth);
+    fanns_hnsw_result_t *res = malloc(k * sizeof *res);
+    size_t hits = 0, total = 0;
+    for (size_t i = 0; i < nq; i++) {
+        size_t nt = brute(m, base, n, dim, qs + i * dim, k, keep, truth), got = 0;
+        ck_assert_int_eq(fanns_hnsw_search(h, qs + i * dim, k, ef, NULL, NULL, res, &got, NULL), 0);
+        for (size_t a = 0; a < got; a++)
+            for (size_t b = 0; b < nt; b++)
+                if (res[a].off == truth[b]) {
+                    hits++;
+                    break;
+                }
+        total += nt;
+    }
+    free(truth);
+    free(res);
+    return total ? (double)hits / (double)total : 1.0;
+}
+
+#define N 5000
+#define DIM 32
+#define NQ 200
+
+static const fanns_hnsw_params_t P_COS = {.dim = DIM, .metric = FANNS_METRIC_COSINE, .m = 16, .ef_construct = 100, .seed = 42};
+
+/* ---- tests ---- */
+
+START_TEST(test_params) {
+    fanns_hnsw_t *h = (fanns_hnsw_t *)1;
+    fanns_err_t err;
+    fanns_hnsw_params_t p = P_COS;
+    p.dim = 0;
+    ck_assert_int_eq(fanns_hnsw_new(&p, &h, &err), FANNS_EINVAL);
+    ck_assert_ptr_null(h);
+    p = P_COS;
+    p.m = 1;
+    ck_assert_int_eq(fanns_hnsw_new(&p, &h, &err), FANNS_EINVAL);
+    p = P_COS;
+    p.metric = (fanns_metric_t)7;
+    ck_assert_int_eq(fanns_hnsw_new(&p, &h, &err), FANNS_EINVAL);
+}
+END_TEST
+
+START_TEST(test_empty_and_single) {
+    fanns_hnsw_t *h;
+    fanns_err_t err;
+    ck_assert_int_eq(fanns_hnsw_new(&P_COS, &h, &err), 0);
+    float q[DIM] = {1};
+    fanns_hnsw_result_t res[4];
+    size_t n = 99;
+    ck_assert_int_eq(fanns_hnsw_search(h, q, 4, 10, NULL, NULL, res, &n, NULL), 0);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(fanns_hnsw_check(h, &err), 0);
+    ck_assert(!fanns_hnsw_contains(h, 7));
+    ck_assert_ptr_null(fanns_hnsw_vector(h, 7));
+    /* A single node far from offset 0: the index has holes. */
+    float v[DIM] = {0};
+    v[1] = 1;
+    ck_assert_int_eq(fanns_hnsw_insert(h, 70000, v, &err), 0);
+    ck_assert(fanns_hnsw_contains(h, 70000));
+    ck_assert(!fanns_hnsw_contains(h, 69999));
+    ck_assert_uint_eq(fanns_hnsw_count(h), 1);
+    ck_assert_int_eq(fanns_hnsw_search(h, q, 4, 10, NULL, NULL, res, &n, NULL), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(res[0].off, 70000);
+    ck_assert_float_eq_tol(res[0].dist, 1.0f, 1e-6f); /* orthogonal: 1 - 0 */
+    ck_assert_float_eq_tol(fanns_hnsw_distance(h, v, 70000), 0.0f, 1e-6f);
+    ck_assert_float_eq(fanns_hnsw_vector(h, 70000)[1], 1.0f);
+    ck_assert_int_eq(fanns_hnsw_check(h, &err), 0);
+    /* Replace the only node; delete it; it is never returned. */
+    v[1] = 0;
+    v[2] = 1;
+    ck_assert_int_eq(fanns_hnsw_insert(h, 70000, v, &err), 0);
+    ck_assert_float_eq(fanns_hnsw_vector(h, 70000)[2], 1.0f);
+    fanns_hnsw_delete(h, 70000);
+    fanns_hnsw_delete(h, 12345); /* no node: no-op */
+    ck_assert(!fanns_hnsw_contains(h, 70000));
+    ck_assert_uint_eq(fanns_hnsw_count(h), 0);
+    ck_assert_int_eq(fanns_hnsw_search(h, q, 4, 10, NULL, NULL, res, &n, NULL), 0);
+    ck_assert_uint_eq(n, 0);
+    fanns_hnsw_free(h);
+}
+END_TEST
+
+START_TEST(test_build_invariants_and_recall) {
+    float *base = make_data(N + NQ, DIM, 40, true, 1), *qs = base + N * DIM; /* queries: same clusters */
+    fanns_hnsw_t *h = build(&P_COS, base, N, 1);
+    fanns_err_t err;
+    int rc = fanns_hnsw_check(h, &err);
+    ck_assert_msg(rc == 0, "check: %s", err.msg);
+    ck_assert_uint_eq(fanns_hnsw_count(h), N);
+    ck_assert(fanns_hnsw_memory(h) > (size_t)N * DIM * sizeof(float));
+    for (uint32_t i = 0; i < N; i += 97) ck_assert(fanns_hnsw_contains(h, i));
+    ck_assert(!fanns_hnsw_contains(h, N));
+    double r = recall(h, FANNS_METRIC_COSINE, base, N, DIM, qs, NQ, 10, 64, NULL);
+    ck_assert_msg(r >= 0.95, "recall@10 at ef 64 = %.4f", r);
+    /* A larger beam finds more. */
+    double r2 = recall(h, FANNS_METRIC_COSINE, base, N, DIM, qs, NQ, 10, 200, NULL);
+    ck_assert_msg(r2 >= r && r2 >= 0.98, "recall@10 at ef 200 = %.4f", r2);
+    /* Results are sorted, distances are the true ones, stats count work. */
+    fanns_hnsw_result_t res[10];
+    size_t n;
+    fanns_hnsw_stats_t st;
+    ck_assert_int_eq(fanns_hnsw_search(h, qs, 10, 50, NULL, NULL, res, &n, &st), 0);
+    ck_assert_uint_eq(n, 10);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_float_eq_tol(res[i].dist, ref_dist(FANNS_METRIC_COSINE, qs, base + res[i].off * DIM, DIM), 1e-5f);
+        if (i) ck_assert(res[i - 1].dist <= res[i].dist);
+    }
+    ck_assert(st.dist_comps >= st.visited && st.visited >= 50);
+    fanns_hnsw_free(h);
+    /* The parallel build gives a graph just as good. */
+    h = build(&P_COS, base, N, 3);
+    rc = fanns_hnsw_check(h, &err);
+    ck_assert_msg(rc == 0, "check: %s", err.msg);
+    double rp = recall(h, FANNS_METRIC_COSINE, base, N, DIM, qs, NQ, 10, 64, NULL);
+    ck_assert_msg(rp >= 0.95, "parallel build recall@10 = %.4f", rp);
+    fanns_hnsw_free(h);
+    free(base);
+}
+END_TEST
+
+static bool keep_even(uint32_t off) { return off % 2 == 0; }
+static bool keep_not_div3(uint32_t off) { return off % 3 != 0; }
+static bool filter_even(void *ctx, uint32_t off) {
+    (void)ctx;
+    return off % 2 == 0;
+}
+
+START_TEST(test_delete_and_filter) {
+    float *base = make_data(N + NQ + 1000, DIM, 40, true, 2), *qs = base + N * DIM, *more = qs + NQ * DIM;
+    fanns_hnsw_t *h = build(&P_COS, base, N, 1);
+    fanns_err_t err;
+    /* Filter: only even offsets come back, with good recall against the filtered truth. */
+    fanns_hnsw_result_t res[10];
+    uint32_t truth[10];
+    size_t hits = 0, total = 0, n;
+    for (size_t i = 0; i < NQ; i++) {
+        ck_assert_int_eq(fanns_hnsw_search(h, qs + i * DIM, 10, 64, filter_even, NULL, res, &n, NULL), 0);
+        ck_assert_uint_eq(n, 10);
+        size_t nt = brute(FANNS_METRIC_COSINE, base, N, DIM, qs + i * DIM, 10, keep_even, truth);
+        for (size_t a = 0; a < n; a++) {
+            ck_assert_uint_eq(res[a].off % 2, 0);
+            for (size_t b = 0; b < nt; b++) hits += res[a].off == truth[b];
+        }
+        total += nt;
+    }
+    ck_assert_msg((double)hits / total >= 0.95, "filtered recall %.4f", (double)hits / total);
+    /* Delete every third offset: never returned, still a valid graph. */
+    for (uint32_t i = 0; i < N; i += 3) fanns_hnsw_delete(h, i);
+    ck_assert_uint_eq(fanns_hnsw_count(h), N - (N + 2) / 3);
+    ck_assert(!fanns_hnsw_contains(h, 3));
+    ck_assert(fanns_hnsw_contains(h, 4));
+    int rc = fanns_hnsw_check(h, &err);
+    ck_assert_msg(rc == 0, "check: %s", err.msg);
+    for (size_t i = 0; i < NQ; i++) {
+        ck_assert_int_eq(fanns_hnsw_search(h, qs + i * DIM, 10, 32, NULL, NULL, res, &n, NULL), 0);
+        ck_assert_uint_eq(n, 10);
+        for (size_t a = 0; a < n; a++) ck_assert_uint_ne(res[a].off % 3, 0);
+        /* With a filter too: both conditions hold. */
+        ck_assert_int_eq(fanns_hnsw_search(h, qs + i * DIM, 10, 32, filter_even, NULL, res, &n, NULL), 0);
+        for (size_t a = 0; a < n; a++) ck_assert(res[a].off % 3 != 0 && res[a].off % 2 == 0);
+    }
+    double r = recall(h, FANNS_METRIC_COSINE, base, N, DIM, qs, NQ, 10, 64, keep_not_div3);
+    ck_assert_msg(r >= 0.95, "recall after deletes %.4f", r);
+    /* Inserts after deletes still link well (they avoid deleted neighbours). */
+    for (uint32_t i = 0; i < 1000; i++) ck_assert_int_eq(fanns_hnsw_insert(h, N + i, more + i * DIM, &err), 0);
+    rc = fanns_hnsw_check(h, &err);
+    ck_assert_msg(rc == 0, "check: %s", err.msg);
+    ck_assert_uint_eq(fanns_hnsw_count(h), N - (N + 2) / 3 + 1000);
+    fanns_hnsw_free(h);
+    free(base);
+}
+END_TEST
+
+/* Deletes half the points, re-inserts vectors at the freed offsets (the same vectors, or new
+ * ones) and compares recall with a fresh build of the final contents. */
+static void replace_case(bool same_vectors) {
+    float *base = make_data(2 * N + NQ, DIM, 40, true, 5), *fresh = base + N * DIM, *qs = fresh + N * DIM;
+    float *final = malloc(N * DIM * sizeof(float));
+    memcpy(final, base, N * DIM * sizeof(float));
+    fanns_hnsw_t *h = build(&P_COS, base, N, 1);
+    fanns_err_t err;
+    for (uint32_t i = 1; i < N; i += 2) fanns_hnsw_delete(h, i);
+    ck_assert_uint_eq(fanns_hnsw_count(h), N / 2);
+    for (uint32_t i = 1; i < N; i += 2) {
+        const float *v = same_vectors ? base + i * DIM : fresh + i * DIM;
+        memcpy(final + i * DIM, v, DIM * sizeof(float));
+        ck_assert_int_eq(fanns_hnsw_insert(h, i, v, &err), 0);
+    }
+    ck_assert_uint_eq(fanns_hnsw_count(h), N);
+    int rc = fanns_hnsw_check(h, &err);
+    ck_assert_msg(rc == 0, "check: %s", err.msg);
+    for (uint32_t i = 1; i < N; i += 2) ck_assert(fanns_hnsw_vector(h, i)[0] == final[i * DIM]);
+    double r = recall(h, FANNS_METRIC_COSINE, final, N, DIM, qs, NQ, 10, 64, NULL);
+    fanns_hnsw_t *h2 = build(&P_COS, final, N, 1);
+    double r2 = recall(h2, FANNS_METRIC_COSINE, final, N, DIM, qs, NQ, 10, 64, NULL);
+    ck_assert_msg(r >= r2 - 0.02, "recall after replace %.4f, fresh build %.4f", r, r2);
+    fanns_hnsw_free(h);
+    fanns_hnsw_free(h2);
+    free(base);
+    free(final);
+}
+
+START_TEST(test_replace_same_vectors) { replace_case(true); }
+END_TEST
+
+START_TEST(test_replace_new_vectors) { replace_case(false); }
+END_TEST
+
+static char tmpdir[64];
+
+static void make_tmpdir(void) {
+    strcpy(tmpdir, "/tmp/fanns-test-hnsw-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void rm_tmpdir(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static long file_size(const char *path) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+START_TEST(test_persistence) {
+    make_tmpdir();
+    char path[128], copy[128];
+    snprintf(path, sizeof path, "%s/index.hnsw", tmpdir);
+    snprintf(copy, sizeof copy, "%s/copy.hnsw", tmpdir);
+    float *base = make_data(2050, DIM, 20, true, 8), *qs = base + 2000 * DIM;
+    fanns_hnsw_t *h = build(&P_COS, base, 2000, 1);
+    fanns_hnsw_delete(h, 5);
+    fanns_err_t err;
+    fanns_hnsw_t *g = NULL;
+    uint64_t stamp = 0;
+    ck_assert_int_eq(fanns_hnsw_load(path, &P_COS, &g, &stamp, &err), FANNS_ENOTFOUND);
+    ck_assert_int_eq(fanns_hnsw_save(h, path, 0xABCDEF12345ull, &err), 0);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    char tmp[140];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    ck_assert_int_ne(access(tmp, F_OK), 0);
+    ck_assert_int_eq(fanns_hnsw_load(path, &P_COS, &g, &stamp, &err), 0);
+    ck_assert_uint_eq(stamp, 0xABCDEF12345ull);
+    ck_assert_uint_eq(fanns_hnsw_count(g), 1999);
+    ck_assert(!fanns_hnsw_contains(g, 5));
+    int rc = fanns_hnsw_check(g, &err);
+    ck_assert_msg(rc == 0, "check after load: %s", err.msg);
+    for (size_t i = 0; i < 50; i++) {
+        fanns_hnsw_result_t a[10], b[10];
+        size_t na, nb;
+        ck_assert_int_eq(fanns_hnsw_search(h, qs + i * DIM, 10, 40, NULL, NULL, a, &na, NULL), 0);
+        ck_assert_int_eq(fanns_hnsw_search(g, qs + i * DIM, 10, 40, NULL, NULL, b, &nb, NULL), 0);
+        ck_assert_uint_eq(na, nb);
+        ck_assert_mem_eq(a, b, na * sizeof *a);
+    }
+    /* The loaded index keeps working. */
+    ck_assert_int_eq(fanns_hnsw_insert(g, 5, base + 7 * DIM, &err), 0);
+    ck_assert(fanns_hnsw_contains(g, 5));
+    fanns_hnsw_free(g);
+
+    /* Wrong parameters. */
+    fanns_hnsw_params_t p = P_COS;
+    p.m = 8;
+    ck_assert_int_eq(fanns_hnsw_load(path, &p, &g, &stamp, &err), FANNS_ECORRUPT);
+    p = P_COS;
+    p.dim = DIM + 1;
+    ck_assert_int_eq(fanns_hnsw_load(path, &p, &g, &stamp, &err), FANNS_ECORRUPT);
+    p = P_COS;
+    p.metric = FANNS_METRIC_EUCLID;
+    ck_assert_int_eq(fanns_hnsw_load(path, &p, &g, &stamp, &err), FANNS_ECORRUPT);
+    ck_assert_ptr_null(g);
+
+    /* Damaged copies: truncated at several points, one byte flipped at several places,
+     * a byte appended. */
+    long size = file_size(path);
+    FILE *f = fopen(path, "rb");
+    char *bytes = malloc(size);
+    ck_assert_int_eq(fread(bytes, 1, size, f), size);
+    fclose(f);
+    long cuts[] = {0, 10, 80, size / 2, size - 9, size - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        f = fopen(copy, "wb");
+        ck_assert_int_eq(fwrite(bytes, 1, cuts[i], f), cuts[i]);
+        fclose(f);
+        ck_assert_msg(fanns_hnsw_load(copy, &P_COS, &g, &stamp, &err) == FANNS_ECORRUPT, "truncated at %ld", cuts[i]);
+    }
+    long flips[] = {3, 20, 100, size / 3, size / 2 + 1, size - 20, size - 3};
+    for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+        bytes[flips[i]] ^= 0x10;
+        f = fopen(copy, "wb");
+        ck_assert_int_eq(fwrite(bytes, 1, size, f), size);
+        fclose(f);
+        bytes[flips[i]] ^= 0x10;
+        ck_assert_msg(fanns_hnsw_load(copy, &P_COS, &g, &stamp, &err) == FANNS_ECORRUPT, "flip at %ld", flips[i]);
+    }
+    f = fopen(copy, "wb");
+    ck_assert_int_eq(fwrite(bytes, 1, size, f), size);
+    fputc(0, f);
+    fclose(f);
+    ck_assert_int_eq(fanns_hnsw_load(copy, &P_COS, &g, &stamp, &err), FANNS_ECORRUPT);
+    /* The intact bytes load. */
+    f = fopen(copy, "wb");
+    ck_assert_int_eq(fwrite(bytes, 1, size, f), size);
+    fclose(f);
+    ck_assert_int_eq(fanns_hnsw_load(copy, &P_COS, &g, &stamp, &err), 0);
+    fanns_hnsw_free(g);
+    /* An empty index round-trips. */
+    fanns_hnsw_t *e;
+    ck_assert_int_eq(fanns_hnsw_new(&P_COS, &e, &err), 0);
+    ck_assert_int_eq(fanns_hnsw_save(e, path, 1, &err), 0);
+    fanns_hnsw_free(e);
+    ck_assert_int_eq(fanns_hnsw_load(path, &P_COS, &e, &stamp, &err), 0);
+    ck_assert_uint_eq(fanns_hnsw_count(e), 0);
+    fanns_hnsw_free(e);
+    /* Saving into a missing directory fails cleanly. */
+    ck_assert_int_eq(fanns_hnsw_save(h, "/nonexistent-dir/x.hnsw", 1, &err), FANNS_EIO);
+    free(bytes);
+    fanns_hnsw_free(h);
+    free(base);
+    rm_tmpdir();
+}
+END_TEST
+
+START_TEST(test_determinism) {
+    float *base = make_data(3100, DIM, 30, true, 10), *qs = base + 3000 * DIM;
+    fanns_hnsw_t *a = build(&P_COS, base, 3000, 1), *b = build(&P_COS, base, 3000, 1);
+    fanns_hnsw_params_t p = P_COS;
+    p.seed = 43;
+    fanns_hnsw_t *c = build(&p, base, 3000, 1);
+    size_t differ = 0;
+    for (size_t i = 0; i < 100; i++) {
+        fanns_hnsw_result_t ra[10], rb[10], rc[10];
+        fanns_hnsw_stats_t sa, sb, sc;
+        size_t na, nb, nc;
+        ck_assert_int_eq(fanns_hnsw_search(a, qs + i * DIM, 10, 16, NULL, NULL, ra, &na, &sa), 0);
+        ck_assert_int_eq(fanns_hnsw_search(b, qs + i * DIM, 10, 16, NULL, NULL, rb, &nb, &sb), 0);
+        ck_assert_int_eq(fanns_hnsw_search(c, qs + i * DIM, 10, 16, NULL, NULL, rc, &nc, &sc), 0);
+        ck_assert_uint_eq(na, nb);
+        ck_assert_mem_eq(ra, rb, na * sizeof *ra);
+        ck_assert_uint_eq(sa.dist_comps, sb.dist_comps);
+        differ += sa.dist_comps != sc.dist_comps;
+    }
+    /* Another seed gives another graph (so the seed is really used). */
+    ck_assert_uint_gt(differ, 0);
+    fanns_hnsw_free(a);
+    fanns_hnsw_free(b);
+    fanns_hnsw_free(c);
+    free(base);
+}
+END_TEST
+
+typedef struct conc {
+    fanns_hnsw_t *h;
+    const float *base;
+    const float *qs;
+    uint32_t first, count, step;
+    int stop;              /* atomic */
+    int failures;          /* atomic */
+} conc_t;
+
+static void *conc_writer(void *arg) {
+    conc_t *c = arg;
+    fanns_err_t err;
+    for (uint32_t i = c->first; i < c->count; i += c->step) {
+        if (fanns_hnsw_insert(c->h, i, c->base + (size_t)i * DIM, &err) != 0) __atomic_add_fetch(&c->failures, 1, __ATOMIC_RELAXED);
+        if (i % 7 == 0) fanns_hnsw_delete(c->h, i);
+    }
+    return NULL;
+}
+
+static void *conc_reader(void *arg) {
+    conc_t *c = arg;
+    fanns_hnsw_result_t res[10];
+    size_t n, i = 0;
+    while (!__atomic_load_n(&c->stop, __ATOMIC_RELAXED)) {
+        const float *q = c->qs + (i++ % NQ) * DIM;
+        if (fanns_hnsw_search(c->h, q, 10, 32, i % 2 ? filter_even : NULL, NULL, res, &n, NULL) != 0)
+            __atomic_add_fetch(&c->failures, 1, __ATOMIC_RELAXED);
+        for (size_t a = 0; a < n; a++) {
+            /* Only inserted offsets, never a deleted one (deleted before the search began
+             * cannot be told apart here, so check the offset range and the filter). */
+            if (res[a].off >= c->count) __atomic_add_fetch(&c->failures, 1, __ATOMIC_RELAXED);
+            if (i % 2 && res[a].off % 2) __atomic_add_fetch(&c->failures, 1, __ATOMIC_RELAXED);
+        }
+        if (n > 1 && res[0].dist > res[n - 1].dist) __atomic_add_fetch(&c->failures, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrent) {
+    /* Two writers on interleaved offsets (crossing chunk boundaries, so chunks are allocated
+     * while readers run) and two readers; then the graph is checked and searched. */
+    const uint32_t n = 9000;
+    float *base = make_data(n + NQ, DIM, 40, true, 12), *qs = base + (size_t)n * DIM;
+    fanns_hnsw_t *h;
+    fanns_err_t err;
+    ck_assert_int_eq(fanns_hnsw_new(&P_COS, &h, &err), 0);
+    conc_t w[2], r = {.h = h, .base = base, .qs = qs, .count = n};
+    pthread_t tw[2], tr[2];
+    for (int i = 0; i < 2; i++) {
+        w[i] = (conc_t){.h = h, .base = base, .qs = qs, .first = (uint32_t)i, .count = n, .step = 2};
+        ck_assert_int_eq(pthread_create(&tw[i], NULL, conc_writer, &w[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) ck_assert_int_eq(pthread_create(&tr[i], NULL, conc_reader, &r), 0);
+    for (int i = 0; i < 2; i++) pthread_join(tw[i], NULL);
+    __atomic_store_n(&r.stop, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < 2; i++) pthread_join(tr[i], NULL);
+    ck_assert_int_eq(w[0].failures + w[1].failures + r.failures, 0);
+    ck_assert_uint_eq(fanns_hnsw_count(h), n - (n + 6) / 7);
+    int rc = fanns_hnsw_check(h, &err);
+    ck_assert_msg(rc == 0, "check: %s", err.msg);
+    /* Deleted offsets are never returned once deleted. */
+    for (size_t i = 0; i < NQ; i++) {
+        fanns_hnsw_result_t res[10];
+        size_t got;
+        ck_assert_int_eq(fanns_hnsw_search(h, qs + i * DIM, 10, 32, NULL, NULL, res, &got, NULL), 0);
+        ck_assert_uint_eq(got, 10);
+        for (size_t a = 0; a < got; a++) ck_assert_uint_ne(res[a].off % 7, 0);
+    }
+    fanns_hnsw_free(h);
+    free(base);
+}
+END_TEST
+
+START_TEST(test_metrics) {
+    /* Each metric finds the exact neighbours on a small set with a wide beam. */
+    const size_t n = 800, dim = 16, nq = 40;
+    fanns_metric_t ms[] = {FANNS_METRIC_COSINE, FANNS_METRIC_DOT, FANNS_METRIC_EUCLID, FANNS_METRIC_MANHATTAN};
+    for (size_t mi = 0; mi < 4; mi++) {
+        bool unit = ms[mi] == FANNS_METRIC_COSINE;
+        float *base = make_data(n + nq, dim, 10, unit, 20 + mi), *qs = base + n * dim;
+        fanns_hnsw_params_t p = {.dim = (uint32_t)dim, .metric = ms[mi], .m = 8, .ef_construct = 64, .seed = 5};
+        fanns_hnsw_t *h = build(&p, base, n, 1);
+        fanns_err_t err;
+        int rc = fanns_hnsw_check(h, &err);
+        ck_assert_msg(rc == 0, "%s check: %s", fanns_metric_name(ms[mi]), err.msg);
+        double r = recall(h, ms[mi], base, n, dim, qs, nq, 5, 200, NULL);
+        ck_assert_msg(r >= 0.99, "%s recall %.4f", fanns_metric_name(ms[mi]), r);
+        /* The nearest result's distance is the metric's internal distance. */
+        fanns_hnsw_result_t res[1];
+        size_t got;
+        ck_assert_int_eq(fanns_hnsw_search(h, qs, 1, 200, NULL, NULL, res, &got, NULL), 0);
+        float want = ref_dist(ms[mi], qs, base + res[0].off * dim, dim);
+        ck_assert_float_eq_tol(res[0].dist, want, 1e-3f * (1.0f + fabsf(want)));
+        ck_assert_float_eq_tol(fanns_hnsw_distance(h, qs, res[0].off), want, 1e-3f * (1.0f + fabsf(want)));
+        fanns_hnsw_free(h);
+        free(base);
+    }
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("hnsw");
+    TCase *tc = tcase_create("hnsw");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_params);
+    tcase_add_test(tc, test_empty_and_single);
+    tcase_add_test(tc, test_build_invariants_and_recall);
+    tcase_add_test(tc, test_delete_and_filter);
+    tcase_add_test(tc, test_replace_same_vectors);
+    tcase_add_test(tc, test_replace_new_vectors);
+    tcase_add_test(tc, test_persistence);
+    tcase_add_test(tc, test_determinism);
+    tcase_add_test(tc, test_concurrent);
+    tcase_add_test(tc, test_metrics);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
