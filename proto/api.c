@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api_int.h"
 #include "json_u64.h"
@@ -642,6 +644,79 @@ static int route(api_ctx_t *ctx) {
     return fanns_err_set(&ctx->err, FANNS_ENOTFOUND, NULL, "Not found: no route for %s %s", method, ctx->req->path);
 }
 
+/* Appends printf-formatted text to a growing buffer. */
+static void buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...) {
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(*buf ? *buf + *len : NULL, *buf ? *cap - *len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if (*buf && *len + (size_t)n < *cap) {
+            *len += (size_t)n;
+            return;
+        }
+        size_t ncap = (*cap ? *cap * 2 : 4096) + (size_t)n;
+        char *nb = realloc(*buf, ncap);
+        if (!nb) return;
+        *buf = nb;
+        *cap = ncap;
+    }
+}
+
+/* Resident set size in bytes from /proc/self/statm (0 if unavailable). */
+static uint64_t rss_bytes(void) {
+    unsigned long pages = 0, res = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    if (fscanf(f, "%lu %lu", &pages, &res) != 2) res = 0;
+    fclose(f);
+    return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* GET /metrics: Prometheus text format, names as Qdrant's where they exist. */
+static void metrics(fanns_api_t *api, fanns_api_resp_t *resp) {
+    char *b = NULL;
+    size_t len = 0, cap = 0;
+    json_t *names = fanns_db_coll_names(api->db);
+    buf_printf(&b, &len, &cap, "# HELP app_info information about the fanns server\n# TYPE app_info gauge\n");
+    buf_printf(&b, &len, &cap, "app_info{name=\"fanns\",version=\"0.1.0\",api_version=\"%s\"} 1\n", FANNS_API_VERSION);
+    buf_printf(&b, &len, &cap, "# HELP collections_total number of collections\n# TYPE collections_total gauge\n");
+    buf_printf(&b, &len, &cap, "collections_total %zu\n", json_array_size(names));
+    buf_printf(&b, &len, &cap, "# HELP collection_points points per collection\n# TYPE collection_points gauge\n");
+    size_t i;
+    json_t *n;
+    json_t *lines = json_array();
+    json_array_foreach(names, i, n) {
+        fanns_coll_t *c;
+        fanns_coll_stats_t st;
+        if (fanns_db_coll_get(api->db, json_string_value(n), &c, NULL) != 0) continue;
+        fanns_coll_stats(c, &st);
+        fanns_coll_release(c);
+        buf_printf(&b, &len, &cap, "collection_points{collection=\"%s\"} %llu\n", json_string_value(n),
+                   (unsigned long long)st.points_count);
+        json_array_append_new(lines, json_pack("{s:O, s:I, s:b}", "n", n, "i", (json_int_t)st.indexed_vectors_count, "y", st.indexing));
+        json_decref(st.config);
+        json_decref(st.payload_schema);
+    }
+    buf_printf(&b, &len, &cap, "# HELP collection_indexed_vectors points the vector index covers\n# TYPE collection_indexed_vectors gauge\n");
+    json_array_foreach(lines, i, n)
+        buf_printf(&b, &len, &cap, "collection_indexed_vectors{collection=\"%s\"} %lld\n",
+                   json_string_value(json_object_get(n, "n")), (long long)json_integer_value(json_object_get(n, "i")));
+    buf_printf(&b, &len, &cap, "# HELP collection_indexing 1 while the vector index is being built or caught up\n# TYPE collection_indexing gauge\n");
+    json_array_foreach(lines, i, n)
+        buf_printf(&b, &len, &cap, "collection_indexing{collection=\"%s\"} %d\n", json_string_value(json_object_get(n, "n")),
+                   json_is_true(json_object_get(n, "y")));
+    buf_printf(&b, &len, &cap, "# HELP memory_resident_bytes resident memory of the process\n# TYPE memory_resident_bytes gauge\n");
+    buf_printf(&b, &len, &cap, "memory_resident_bytes %llu\n", (unsigned long long)rss_bytes());
+    json_decref(lines);
+    json_decref(names);
+    resp->status = b ? 200 : 500;
+    resp->content_type = "text/plain; version=0.0.4";
+    resp->body = b ? b : strdup("out of memory\n");
+    resp->body_len = b ? len : strlen(resp->body);
+}
+
 int fanns_api_new(struct fanns_db *db, fanns_api_t **out) {
     fanns_api_t *api = calloc(1, sizeof(*api));
     if (!api) return FANNS_ENOMEM;
@@ -677,6 +752,10 @@ void fanns_api_handle(fanns_api_t *api, const fanns_api_req_t *req, fanns_api_re
         }
         if (strcmp(req->path, "/readyz") == 0) {
             set_text(resp, 200, "all shards are ready");
+            return;
+        }
+        if (strcmp(req->path, "/metrics") == 0) {
+            metrics(api, resp);
             return;
         }
     }
