@@ -6,6 +6,9 @@
 #   ./deploy/setup.sh run [args...]      build + exec build/fannsd --data-dir ./data [args...]
 #   ./deploy/setup.sh test               deps + build/ and build-asan/ + ctest in both
 #
+# Environment: FANNS_DEPS=build installs only what building needs (no test tools);
+# FANNS_FAISS_C_DIR overrides where libfaiss_c.a is built (default build-deps/faiss_c).
+#
 # Every step is idempotent and cheap when its result is already there: packages are checked
 # with dpkg-query before apt-get is called, and the FAISS C API library is rebuilt only when
 # it is missing, older than its sources, or was built for another libfaiss-dev version.
@@ -28,6 +31,10 @@ JOBS="$(nproc 2>/dev/null || echo 2)"
 # Release flags as Debian builds libfaiss; NDEBUG also stops the C API from printing every
 # caught exception to stderr (fanns reports FAISS errors itself).
 FAISS_C_CXXFLAGS="-std=c++17 -O2 -DNDEBUG -fPIC -fopenmp"
+# FAISS runs k-means and batch encoding on OpenMP threads, and libgomp's default busy-waiting
+# makes them many times slower when cores are shared (tests in parallel, small machines).
+# libgomp reads this when it loads, so it is set here for fannsd and the tests.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -59,10 +66,14 @@ missing_pkgs() {
 }
 
 install_pkgs() {
-    local want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")
-    # Node.js may come from elsewhere (nodesource, nvm): only ask Debian for it when absent.
-    command -v node >/dev/null 2>&1 || want+=(nodejs)
-    command -v npm >/dev/null 2>&1 || want+=(npm)
+    local want=("${BUILD_PKGS[@]}")
+    # FANNS_DEPS=build (for images that only build and run) skips the test tools.
+    if [ "${FANNS_DEPS:-all}" != build ]; then
+        want+=("${TEST_PKGS[@]}")
+        # Node.js may come from elsewhere (nodesource, nvm): ask Debian only when it is absent.
+        command -v node >/dev/null 2>&1 || want+=(nodejs)
+        command -v npm >/dev/null 2>&1 || want+=(npm)
+    fi
     local missing
     mapfile -t missing < <(missing_pkgs "${want[@]}")
     if [ "${#missing[@]}" -eq 0 ]; then
@@ -110,7 +121,7 @@ fetch_faiss_src() {
     mkdir -p "$DEPS_DIR/faiss-src"
 
     make_private_apt mirror "deb-src [$opts] http://deb.debian.org/debian bookworm main"
-    if private_apt mirror update >/dev/null &&
+    if private_apt mirror update --error-on=any >/dev/null &&
        (cd "$DEPS_DIR/faiss-src" && private_apt mirror source "faiss=$ver" >/dev/null); then
         return 0
     fi
@@ -121,7 +132,7 @@ fetch_faiss_src() {
     make_private_apt snapshot \
         "deb-src [$opts check-valid-until=no] http://snapshot.debian.org/archive/debian/$snap bookworm main"
     rm -rf "$DEPS_DIR/faiss-src"; mkdir -p "$DEPS_DIR/faiss-src"
-    private_apt snapshot update >/dev/null ||
+    private_apt snapshot update --error-on=any >/dev/null ||
         die "apt-get update from snapshot.debian.org failed"
     (cd "$DEPS_DIR/faiss-src" && private_apt snapshot source "faiss=$ver" >/dev/null) ||
         die "could not fetch the faiss $ver source package"
@@ -235,10 +246,20 @@ cmd_test() {
             continue
         fi
         log "testing $dir"
-        if ctest --test-dir "$ROOT/$dir" --output-on-failure; then
-            results+=("$dir: all tests passed")
+        # CTEST_PARALLEL_LEVEL=N in the environment runs tests in parallel.
+        local st=0 line
+        # pipefail makes the pipeline fail when ctest does.
+        ctest --test-dir "$ROOT/$dir" --output-on-failure 2>&1 | tee "$ROOT/$dir/ctest.log" ||
+            st=$?
+        line="$(grep -E 'tests passed|No tests were found' "$ROOT/$dir/ctest.log" | tail -n1)"
+        if [ "$st" -eq 0 ]; then
+            results+=("$dir: ${line:-ok}")
         else
-            results+=("$dir: TESTS FAILED")
+            results+=("$dir: FAILED: ${line:-ctest failed}")
+            while IFS= read -r line; do
+                results+=("    $line")
+            done < <(sed -n '/The following tests FAILED/,$p' "$ROOT/$dir/ctest.log" |
+                     grep -E '^[[:space:]]+[0-9]+ - ' || true)
             rc=1
         fi
     done

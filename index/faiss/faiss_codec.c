@@ -7,6 +7,11 @@
  * thread-local message (read on the thread that failed, right after the call) into a FANNS_E*
  * code and a fanns_err_t.
  *
+ * Serialized form: a 24-byte frame (magic, version, payload length, FNV-1a-64 of the payload;
+ * see the header) around FAISS's index file bytes.  The frame is checked before FAISS reads
+ * anything, because FAISS 1.7.3 leaks the partly read index when a truncated file makes it
+ * throw, and an unchecked length field could make it allocate without bound.
+ *
  * Invariants: code_size is 0 while the index is untrained and the true bytes-per-vector once
  * it is trained; encode/decode refuse an untrained codec before calling FAISS.
  *
@@ -40,6 +45,7 @@
 #include "distance.h"
 
 #define MAX_DIM 65536
+#define MAX_FACTORY 256
 /* Slack on top of 4 bytes per dimension when measuring the code size (IVF list numbers). */
 #define CODE_SLACK 64
 
@@ -74,6 +80,38 @@ static int faiss_error(int rc, int code, fanns_err_t *err, const char *what) {
         break;
     }
     return fanns_err_set(err, code, NULL, "faiss %s failed (%d): %s", what, rc, msg);
+}
+
+/* Copies factory to out, appending "np" when its last component is a bare product quantizer
+ * ("PQ16", "PQ16x8", "OPQ16,PQ16x8", "IVF256,PQ8").  index_factory turns polysemous training
+ * on for those; it only reorders centroids for Hamming-distance search, which fanns never
+ * does, and it costs minutes where plain PQ training takes seconds. */
+static int factory_no_polysemous(const char *factory, char *out, size_t cap, fanns_err_t *err) {
+    const char *last = strrchr(factory, ','), *p;
+    size_t len = strlen(factory);
+    int bare_pq;
+
+    last = last ? last + 1 : factory;
+    p = last + 2;
+    bare_pq = strncmp(last, "PQ", 2) == 0 && *p >= '0' && *p <= '9';
+    while (bare_pq && *p >= '0' && *p <= '9')
+        p++;
+    if (bare_pq && *p == 'x') {
+        p++;
+        bare_pq = *p >= '0' && *p <= '9';
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    bare_pq = bare_pq && *p == 0;
+    if (len + (bare_pq ? 2 : 0) >= cap)
+        return fanns_err_set(err, FANNS_EINVAL, NULL, "faiss factory string is too long");
+    memcpy(out, factory, len);
+    if (bare_pq) {
+        memcpy(out + len, "np", 2);
+        len += 2;
+    }
+    out[len] = 0;
+    return 0;
 }
 
 /* Largest dimension of the vectors reaching the innermost index (transforms like "RR256,"
@@ -144,6 +182,7 @@ int fanns_faiss_codec_new(const char *factory, size_t dim, int metric,
                           fanns_faiss_codec_t **out, fanns_err_t *err) {
     fanns_faiss_codec_t *codec = NULL;
     FaissMetricType fm;
+    char desc[MAX_FACTORY];
     int rc;
 
     assert(factory && out);
@@ -163,12 +202,15 @@ int fanns_faiss_codec_new(const char *factory, size_t dim, int metric,
     default:
         return fanns_err_set(err, FANNS_EVALIDATE, NULL, "unknown metric %d", metric);
     }
+    rc = factory_no_polysemous(factory, desc, sizeof(desc), err);
+    if (rc)
+        return rc;
     codec = calloc(1, sizeof(*codec));
     if (!codec)
         return fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
     codec->dim = dim;
-    rc = faiss_error(faiss_index_factory(&codec->index, (int)dim, factory, fm), FANNS_EINVAL,
-                     err, "index_factory");
+    rc = faiss_error(faiss_index_factory(&codec->index, (int)dim, desc, fm), FANNS_EINVAL, err,
+                     "index_factory");
     if (rc)
         goto fail;
     /* Factories without a training step ("Flat", "SQfp16") are ready at once. */
@@ -234,12 +276,36 @@ int fanns_faiss_codec_decode(const fanns_faiss_codec_t *codec, size_t n, const u
                        err, "decode");
 }
 
+/* FNV-1a, 64 bits: detects truncation and stray bit flips (not an adversary). */
+static uint64_t fnv1a64(const uint8_t *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static void put_le(uint8_t *p, uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int bytes) {
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
 int fanns_faiss_codec_serialize(const fanns_faiss_codec_t *codec, uint8_t **buf, size_t *len,
                                 fanns_err_t *err) {
+    static const uint8_t zeros[FANNS_FAISS_FRAME_SIZE];
     char *mem = NULL;
     size_t size = 0;
+    uint8_t *p;
     FILE *f;
-    int rc;
+    int rc = 0;
 
     assert(codec && buf && len);
     *buf = NULL;
@@ -247,13 +313,26 @@ int fanns_faiss_codec_serialize(const fanns_faiss_codec_t *codec, uint8_t **buf,
     f = open_memstream(&mem, &size);
     if (!f)
         return fanns_err_errno(err, errno, "open_memstream");
-    rc = faiss_error(faiss_write_index(codec->index, f), FANNS_EIO, err, "write_index");
+    /* Room for the frame header, filled in once the payload length is known. */
+    if (fwrite(zeros, 1, sizeof(zeros), f) != sizeof(zeros))
+        rc = fanns_err_errno(err, errno, "writing the codec stream");
+    if (rc == 0)
+        rc = faiss_error(faiss_write_index(codec->index, f), FANNS_EIO, err, "write_index");
     /* fclose flushes and finalises mem/size even after a failed write. */
     if (fclose(f) != 0 && rc == 0)
         rc = fanns_err_errno(err, errno, "closing the codec stream");
     if (rc)
         goto fail;
-    *buf = (uint8_t *)mem;
+    if (size < FANNS_FAISS_FRAME_SIZE) {
+        rc = fanns_err_set(err, FANNS_EIO, NULL, "codec stream is short");
+        goto fail;
+    }
+    p = (uint8_t *)mem;
+    memcpy(p, "FNFC", 4);
+    put_le(p + 4, 1, 4);
+    put_le(p + 8, size - FANNS_FAISS_FRAME_SIZE, 8);
+    put_le(p + 16, fnv1a64(p + FANNS_FAISS_FRAME_SIZE, size - FANNS_FAISS_FRAME_SIZE), 8);
+    *buf = p;
     *len = size;
     return 0;
 fail:
@@ -264,15 +343,28 @@ fail:
 int fanns_faiss_codec_deserialize(const uint8_t *buf, size_t len, fanns_faiss_codec_t **out,
                                   fanns_err_t *err) {
     fanns_faiss_codec_t *codec = NULL;
+    const uint8_t *payload;
+    size_t plen;
     FILE *f;
     int rc, d;
 
     assert(out && (buf || len == 0));
     *out = NULL;
-    if (len == 0)
-        return fanns_err_set(err, FANNS_ECORRUPT, NULL, "empty codec blob");
+    if (len < FANNS_FAISS_FRAME_SIZE || memcmp(buf, "FNFC", 4) != 0)
+        return fanns_err_set(err, FANNS_ECORRUPT, NULL, "not a fanns faiss codec blob");
+    if (get_le(buf + 4, 4) != 1)
+        return fanns_err_set(err, FANNS_ECORRUPT, NULL, "codec blob format %u is not supported",
+                             (unsigned)get_le(buf + 4, 4));
+    payload = buf + FANNS_FAISS_FRAME_SIZE;
+    plen = len - FANNS_FAISS_FRAME_SIZE;
+    if (get_le(buf + 8, 8) != plen || plen == 0)
+        return fanns_err_set(err, FANNS_ECORRUPT, NULL,
+                             "codec blob holds %zu payload bytes, header says %llu", plen,
+                             (unsigned long long)get_le(buf + 8, 8));
+    if (get_le(buf + 16, 8) != fnv1a64(payload, plen))
+        return fanns_err_set(err, FANNS_ECORRUPT, NULL, "codec blob fails its hash check");
     /* fmemopen in read mode never writes through its buffer, so dropping const is safe. */
-    f = fmemopen((void *)buf, len, "rb");
+    f = fmemopen((void *)payload, plen, "rb");
     if (!f)
         return fanns_err_errno(err, errno, "fmemopen");
     codec = calloc(1, sizeof(*codec));

@@ -24,9 +24,14 @@
 
 typedef struct fanns_faiss_codec fanns_faiss_codec_t;
 
+/* Size of the frame header that fanns_faiss_codec_serialize puts before FAISS's bytes. */
+#define FANNS_FAISS_FRAME_SIZE 24
+
 /* Creates an untrained codec.
  *   factory  FAISS index_factory description, e.g. "PQ48x8" (48 sub-quantizers of 8 bits,
- *            48-byte codes) or "OPQ16,PQ16x8" (learned rotation, then PQ); borrowed.
+ *            48-byte codes) or "OPQ16,PQ16x8" (learned rotation, then PQ); borrowed.  A
+ *            final bare "PQ<M>[x<bits>]" gets FAISS's "np" suffix: polysemous training only
+ *            helps Hamming-distance search, which fanns never does, and costs minutes.
  *   dim      vector dimension, 1 .. 65536.
  *   metric   a fanns_metric_t (index/distance.h).  Cosine and Dot select FAISS's inner product
  *            metric, Euclid and Manhattan its L2 metric; quantizers are trained to minimise L2
@@ -63,7 +68,10 @@ int fanns_faiss_codec_encode(const fanns_faiss_codec_t *codec, size_t n, const f
 int fanns_faiss_codec_decode(const fanns_faiss_codec_t *codec, size_t n, const uint8_t *codes,
                              float *x, fanns_err_t *err);
 
-/* Serializes the codec (FAISS's own index file format) into a new buffer.
+/* Serializes the codec into a new buffer: a 24-byte frame header, then FAISS's own index file
+ * format.  The header is, little-endian: the magic "FNFC", u32 format version (1), u64 payload
+ * length, u64 FNV-1a-64 hash of the payload.  It lets deserialize reject truncated or damaged
+ * bytes before FAISS sees them (FAISS 1.7.3 leaks the half-read index when it throws).
  *   buf  set to a malloc'd buffer the caller frees with free(); len set to its size.
  * @return 0; FANNS_EIO (stream error); FANNS_ENOMEM. */
 int fanns_faiss_codec_serialize(const fanns_faiss_codec_t *codec, uint8_t **buf, size_t *len,
@@ -71,7 +79,8 @@ int fanns_faiss_codec_serialize(const fanns_faiss_codec_t *codec, uint8_t **buf,
 
 /* Recreates a codec from len bytes written by fanns_faiss_codec_serialize (buf borrowed for
  * the call).  out is set on success; caller frees with fanns_faiss_codec_free.
- * @return 0; FANNS_ECORRUPT (FAISS could not read the bytes); FANNS_ENOMEM; FANNS_EIO. */
+ * @return 0; FANNS_ECORRUPT (bad frame, length or hash, or FAISS could not read the payload);
+ *         FANNS_ENOMEM; FANNS_EIO. */
 int fanns_faiss_codec_deserialize(const uint8_t *buf, size_t len, fanns_faiss_codec_t **out,
                                   fanns_err_t *err);
 
