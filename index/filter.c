@@ -28,9 +28,12 @@
  * outlives the JSON it came from and can be shared between threads.  Evaluation never
  * allocates: key paths are walked with a visitor, `any`/`except` lists and has_id keys are
  * sorted at compile time and binary searched.  Every compile error names the JSON path of the
- * offending field.
+ * offending field.  The tree's layout lives in filter_int.h so that payload_index.c can
+ * answer conditions from bitmaps; the helpers exported there (fanns__filter_*) are the ones
+ * evaluation uses, so both paths share one definition of a key path and of string matching.
  */
 #include "filter.h"
+#include "filter_int.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -41,110 +44,6 @@
 
 #include "datetime.h"
 
-/* ---- compiled representation ---- */
-
-enum { SEG_KEY, SEG_INDEX, SEG_ALL };
-
-typedef struct {
-    uint8_t kind;
-    size_t index;   /* SEG_INDEX */
-    char *key;      /* SEG_KEY, NUL-terminated copy */
-} seg_t;
-
-typedef struct {
-    seg_t *segs;
-    size_t n;
-} kpath_t;
-
-typedef struct {
-    char *s;
-    size_t len;
-} str_t;
-
-enum {
-    M_VALUE_STR, M_VALUE_INT, M_VALUE_BOOL, M_TEXT, M_TEXT_ANY, M_PREFIX,
-    M_ANY_STR, M_ANY_INT, M_EXCEPT_STR, M_EXCEPT_INT
-};
-
-enum { B_LT = 0, B_GT = 1, B_GTE = 2, B_LTE = 3 };
-
-typedef struct {
-    double lon, lat;
-} geo_pt_t;
-
-typedef struct {
-    geo_pt_t *pts;
-    size_t n;
-} ring_t;
-
-typedef struct {
-    kpath_t key;
-    bool has_match;
-    uint8_t mkind;
-    str_t str;          /* value / text / prefix */
-    int64_t ival;       /* value (integer) */
-    bool bval;          /* value (bool) */
-    str_t *strs;        /* sorted any/except strings, or text_any tokens */
-    size_t nstrs;
-    int64_t *ints;      /* sorted any/except integers */
-    size_t nints;
-
-    bool has_range, range_dt;
-    uint8_t rset;       /* bit B_* set when that bound is present */
-    double rnum[4];
-    int64_t rdt[4];
-
-    bool has_vc;
-    uint8_t vcset;
-    uint64_t vc[4];
-
-    int8_t is_empty;    /* -1 unset, 0 false, 1 true */
-    int8_t is_null;
-
-    bool has_radius;
-    geo_pt_t center;
-    double radius;
-    bool has_bbox;
-    geo_pt_t top_left, bottom_right;
-    bool has_poly;
-    ring_t *rings;      /* rings[0] exterior, then interiors */
-    size_t nrings;
-} field_t;
-
-enum { N_FILTER, N_FIELD, N_IS_EMPTY, N_IS_NULL, N_HAS_ID, N_NESTED };
-
-typedef struct node node_t;
-
-typedef struct {
-    node_t **v;
-    size_t n;
-} list_t;
-
-struct node {
-    uint8_t kind;
-    union {
-        struct {
-            list_t must, should, must_not, min_should;
-            size_t min_count;   /* 0 when there is no min_should */
-        } f;
-        field_t fc;
-        kpath_t key;            /* N_IS_EMPTY, N_IS_NULL */
-        struct {
-            uint8_t (*keys)[FANNS_PID_KEYLEN];
-            size_t n;
-        } has_id;
-        struct {
-            kpath_t key;
-            node_t *filter;
-        } nested;
-    } u;
-};
-
-struct fanns_filter {
-    node_t *root;
-    size_t nconds;
-};
-
 /* ---- freeing ---- */
 
 static void kpath_free(kpath_t *k) {
@@ -152,6 +51,19 @@ static void kpath_free(kpath_t *k) {
     free(k->segs);
     k->segs = NULL;
     k->n = 0;
+}
+
+void fanns__filter_kpath_free(kpath_t *k) { kpath_free(k); }
+
+bool fanns__filter_kpath_eq(const kpath_t *a, const kpath_t *b) {
+    if (a->n != b->n) return false;
+    for (size_t i = 0; i < a->n; i++) {
+        const seg_t *x = &a->segs[i], *y = &b->segs[i];
+        if (x->kind != y->kind) return false;
+        if (x->kind == SEG_INDEX && x->index != y->index) return false;
+        if (x->kind == SEG_KEY && strcmp(x->key, y->key) != 0) return false;
+    }
+    return true;
 }
 
 static void node_free(node_t *n);
@@ -346,6 +258,25 @@ bad:
 nomem:
     kpath_free(out);
     return oom(c);
+}
+
+int fanns__filter_key_parse(const char *key, const char *path, kpath_t *out, fanns_err_t *err) {
+    memset(out, 0, sizeof(*out));
+    cctx_t *c = calloc(1, sizeof(*c));
+    if (!c) return fanns_err_set(err, FANNS_ENOMEM, path, "out of memory parsing a payload key");
+    json_t *v = json_string(key ? key : "");
+    int rc;
+    if (!v) {
+        rc = fanns_err_set(err, FANNS_EINVAL, path, "%s: payload key must be a UTF-8 string", path ? path : "key");
+        goto done;
+    }
+    c->err = err;
+    path_push(c, "%s", path ? path : "key");
+    rc = compile_key(c, v, out);
+done:
+    json_decref(v);
+    free(c);
+    return rc;
 }
 
 /* ---- compile: conditions and filters ---- */
@@ -883,7 +814,7 @@ fail:
 
 /* ---- evaluation ---- */
 
-typedef bool (*visit_fn)(const json_t *v, const void *ctx, bool *seen);
+typedef fanns__filter_visit_fn visit_fn;
 
 /* Visits every value the path yields from v; stops (returning true) when fn returns true. */
 static bool walk(const seg_t *s, size_t n, const json_t *v, visit_fn fn, const void *ctx, bool *seen) {
@@ -913,6 +844,11 @@ static bool walk_path(const kpath_t *k, const json_t *payload, visit_fn fn, cons
     return walk(k->segs, k->n, payload, fn, ctx, seen);
 }
 
+bool fanns__filter_walk(const kpath_t *k, const json_t *payload, fanns__filter_visit_fn fn, const void *ctx,
+                        bool *seen) {
+    return walk_path(k, payload, fn, ctx, seen);
+}
+
 static bool str_in(const str_t *list, size_t n, const char *s, size_t len) {
     str_t key = {(char *)s, len};
     return n && bsearch(&key, list, n, sizeof(str_t), cmp_str) != NULL;
@@ -927,27 +863,35 @@ static bool contains(const char *hay, size_t hl, const char *needle, size_t nl) 
     return nl <= hl && memmem(hay, hl, needle, nl) != NULL;
 }
 
+bool fanns__filter_match_str(const field_t *f, const char *s, size_t len) {
+    switch (f->mkind) {
+    case M_VALUE_STR: return len == f->str.len && memcmp(s, f->str.s, f->str.len) == 0;
+    case M_TEXT: return contains(s, len, f->str.s, f->str.len);
+    case M_PREFIX: return len >= f->str.len && memcmp(s, f->str.s, f->str.len) == 0;
+    case M_TEXT_ANY:
+        for (size_t i = 0; i < f->nstrs; i++)
+            if (contains(s, len, f->strs[i].s, f->strs[i].len)) return true;
+        return false;
+    case M_ANY_STR: return str_in(f->strs, f->nstrs, s, len);
+    case M_EXCEPT_STR: return !str_in(f->strs, f->nstrs, s, len);
+    case M_EXCEPT_INT: return true; /* a value of another type */
+    }
+    return false;
+}
+
 static bool match_check(const field_t *f, const json_t *v) {
     switch (f->mkind) {
     case M_VALUE_STR:
-        return json_is_string(v) && json_string_length(v) == f->str.len &&
-               memcmp(json_string_value(v), f->str.s, f->str.len) == 0;
+    case M_TEXT:
+    case M_PREFIX:
+    case M_TEXT_ANY:
+    case M_ANY_STR: return json_is_string(v) && fanns__filter_match_str(f, json_string_value(v), json_string_length(v));
     case M_VALUE_INT: return json_is_integer(v) && json_integer_value(v) == f->ival;
     case M_VALUE_BOOL: return json_is_boolean(v) && json_is_true(v) == f->bval;
-    case M_TEXT: return json_is_string(v) && contains(json_string_value(v), json_string_length(v), f->str.s, f->str.len);
-    case M_PREFIX:
-        return json_is_string(v) && json_string_length(v) >= f->str.len &&
-               memcmp(json_string_value(v), f->str.s, f->str.len) == 0;
-    case M_TEXT_ANY:
-        if (!json_is_string(v)) return false;
-        for (size_t i = 0; i < f->nstrs; i++)
-            if (contains(json_string_value(v), json_string_length(v), f->strs[i].s, f->strs[i].len)) return true;
-        return false;
-    case M_ANY_STR: return json_is_string(v) && str_in(f->strs, f->nstrs, json_string_value(v), json_string_length(v));
     case M_ANY_INT: return json_is_integer(v) && int_in(f->ints, f->nints, json_integer_value(v));
     case M_EXCEPT_STR:
         if (json_is_null(v)) return false;
-        if (json_is_string(v)) return !str_in(f->strs, f->nstrs, json_string_value(v), json_string_length(v));
+        if (json_is_string(v)) return fanns__filter_match_str(f, json_string_value(v), json_string_length(v));
         return true;
     case M_EXCEPT_INT:
         if (json_is_null(v)) return false;

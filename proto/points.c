@@ -498,7 +498,7 @@ out:
 /* ---- search and query --------------------------------------------------------------- */
 
 static int check_params(const json_t *params, fanns_err_t *err) {
-    static const char *const pf[] = {"hnsw_ef", "exact", "quantization", "indexed_only", "acorn", NULL};
+    static const char *const pf[] = {"hnsw_ef", "exact", "quantization", "indexed_only", "acorn", "explain", NULL};
     if (!params || json_is_null(params)) return 0;
     if (!json_is_object(params)) return fanns_err_set(err, FANNS_EINVAL, "params", "Format error in JSON body: params must be an object");
     int rc;
@@ -507,7 +507,8 @@ static int check_params(const json_t *params, fanns_err_t *err) {
     if ((rc = fanns__api_check_fields(params, "params", pf, err)) ||
         (rc = fanns__api_get_uint(params, "hnsw_ef", 0, 0, 1 << 20, &ef, "params", err)) ||
         (rc = fanns__api_get_bool(params, "exact", false, &b, "params", err)) ||
-        (rc = fanns__api_get_bool(params, "indexed_only", false, &b, "params", err)))
+        (rc = fanns__api_get_bool(params, "indexed_only", false, &b, "params", err)) ||
+        (rc = fanns__api_get_bool(params, "explain", false, &b, "params", err)))
         return rc;
     json_t *q = json_object_get(params, "quantization");
     if (q && !json_is_null(q)) {
@@ -529,7 +530,16 @@ static int check_params(const json_t *params, fanns_err_t *err) {
 
 /* One search over collection c.  vec is the query (a JSON array or already-resolved floats).
  * Returns the list of ScoredPoint objects in *out. */
-static int run_search(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const float *qvec, json_t **out) {
+/* The explain object of a search (fanns extension, params.explain). */
+static json_t *explain_json(const fanns_search_explain_t *ex) {
+    return json_pack("{s:s, s:I, s:b, s:I, s:I, s:I}", "strategy", ex->strategy ? ex->strategy : "none", "estimated_matches",
+                     (json_int_t)ex->estimated_matches, "estimate_exact", ex->estimate_exact, "actual_matches",
+                     (json_int_t)ex->actual_matches, "distance_computations", (json_int_t)ex->dist_comps, "points",
+                     (json_int_t)ex->points);
+}
+
+static int run_search(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const float *qvec, json_t **out,
+                      json_t **explain) {
     fanns_filter_t *f = NULL;
     fanns_hit_t *hits = NULL;
     size_t nh = 0;
@@ -558,6 +568,9 @@ static int run_search(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const
     req.exact = json_is_true(json_object_get(params, "exact"));
     json_t *ef = json_object_get(params, "hnsw_ef");
     req.ef = json_is_integer(ef) ? (size_t)json_integer_value(ef) : 0;
+    fanns_search_explain_t ex;
+    memset(&ex, 0, sizeof(ex));
+    if (explain && json_is_true(json_object_get(params, "explain"))) req.explain = &ex;
     req.query = qvec;
     req.filter = f;
     req.limit = (size_t)limit;
@@ -567,6 +580,7 @@ static int run_search(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const
     if (rc == 0) {
         *out = json_array();
         for (size_t i = 0; i < nh; i++) json_array_append_new(*out, hit_json(&hits[i], fanns_coll_dim(c), &sel, true));
+        if (req.explain) *explain = explain_json(&ex);
     }
     fanns_hits_free(hits, nh);
     fanns_filter_free(f);
@@ -600,7 +614,7 @@ static int search_one(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const
     float *q = malloc(fanns_coll_dim(c) * sizeof(float));
     if (!q) return fanns_err_set(&ctx->err, FANNS_ENOMEM, NULL, "out of memory");
     rc = decode_query_vector(ctx, c, v, "vector", q);
-    if (rc == 0) rc = run_search(ctx, c, body, q, out);
+    if (rc == 0) rc = run_search(ctx, c, body, q, out, NULL);
     free(q);
     return rc;
 }
@@ -685,9 +699,10 @@ static int query_one(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const 
     } else if ((rc = decode_query_vector(ctx, c, query, "query", q)) != 0) {
         goto out;
     }
-    json_t *pts = NULL;
-    if ((rc = run_search(ctx, c, body, q, &pts)) != 0) goto out;
+    json_t *pts = NULL, *explain = NULL;
+    if ((rc = run_search(ctx, c, body, q, &pts, &explain)) != 0) goto out;
     *out = json_pack("{s:o}", "points", pts);
+    if (explain) json_object_set_new(*out, "explain", explain);
 out:
     free(q);
     return rc;

@@ -105,6 +105,17 @@ fanns_coll_t *fanns__coll_new(fanns_db_t *db, const char *name, uint32_t cid, ui
     c->config = json_incref(config);
     c->schema = schema ? json_incref(schema) : json_object();
     fanns__index_config(c);
+    c->live_bm = roaring_bitmap_create();
+    if (!c->live_bm || fanns_pindex_new(&c->pindex) != 0) {
+        fanns__coll_destroy(c);
+        return NULL;
+    }
+    const char *field;
+    json_t *fs;
+    json_object_foreach(c->schema, field, fs) {
+        fanns_err_t err;
+        if (fanns_pindex_create(c->pindex, field, fs, &err) != 0) fanns_warn("payload index %s of %s: %s", field, name, err.msg);
+    }
     return c;
 }
 
@@ -121,6 +132,8 @@ void fanns__coll_destroy(fanns_coll_t *c) {
     free(c->htab);
     free(c->vversions);
     fanns__index_destroy(c);
+    if (c->live_bm) roaring_bitmap_free(c->live_bm);
+    fanns_pindex_free(c->pindex);
     json_decref(c->config);
     json_decref(c->schema);
     pthread_rwlock_destroy(&c->lock);
@@ -206,16 +219,20 @@ int fanns__coll_set_slot(fanns_coll_t *c, uint32_t off, const fanns_pid_t *id, u
         hash_insert_raw(c->htab, c->hcap, c->pids, off);
         c->live[off] = 1;
         c->count++;
+        roaring_bitmap_add(c->live_bm, off);
     }
     c->versions[off] = version;
     c->vversions[off] = version;
     memcpy(c->vecs + (size_t)off * c->dim, vec, c->dim * sizeof(float));
+    if ((rc = fanns_pindex_update(c->pindex, off, was_live ? c->payloads[off] : NULL, payload)) != 0) return rc;
     if (c->payloads[off]) json_decref(c->payloads[off]);
     c->payloads[off] = payload; /* takes the reference */
     return fanns__index_touch(c, off);
 }
 
 void fanns__coll_set_payload(fanns_coll_t *c, uint32_t off, json_t *payload, uint64_t version) {
+    /* On ENOMEM the payload index marks itself broken and answers "maybe": still correct. */
+    (void)fanns_pindex_update(c->pindex, off, c->payloads[off], payload);
     if (c->payloads[off]) json_decref(c->payloads[off]);
     c->payloads[off] = payload;
     c->versions[off] = version;
@@ -231,6 +248,8 @@ int fanns__coll_free_slot(fanns_coll_t *c, uint32_t off) {
         c->freecap = ncap;
     }
     hash_delete(c, off);
+    (void)fanns_pindex_update(c->pindex, off, c->payloads[off], NULL);
+    roaring_bitmap_remove(c->live_bm, off);
     c->live[off] = 0;
     c->count--;
     if (c->payloads[off]) json_decref(c->payloads[off]);
@@ -289,31 +308,8 @@ int fanns_coll_stats(fanns_coll_t *c, fanns_coll_stats_t *out) {
     out->points_count = c->count;
     fanns__index_stats(c, &out->indexed_vectors_count, &out->indexing);
     out->config = json_incref(c->config);
-    out->payload_schema = json_object();
-    const char *field;
-    json_t *fs;
-    json_object_foreach(c->schema, field, fs) {
-        json_t *ent = json_object();
-        const char *type = json_is_string(fs) ? json_string_value(fs) : json_string_value(json_object_get(fs, "type"));
-        json_object_set_new(ent, "data_type", json_string(type ? type : "keyword"));
-        if (json_is_object(fs)) json_object_set(ent, "params", fs);
-        /* Number of points that hold a value for the field (top-level or dotted path). */
-        uint64_t n = 0;
-        for (uint32_t i = 0; i < c->nslots; i++) {
-            if (!c->live[i] || !c->payloads[i]) continue;
-            const json_t *v = c->payloads[i];
-            char buf[256];
-            snprintf(buf, sizeof(buf), "%s", field);
-            for (char *save = NULL, *seg = strtok_r(buf, ".", &save); seg && v; seg = strtok_r(NULL, ".", &save)) {
-                size_t l = strlen(seg);
-                if (l >= 2 && strcmp(seg + l - 2, "[]") == 0) seg[l - 2] = 0;
-                v = json_is_object(v) ? json_object_get(v, seg) : NULL;
-            }
-            if (v && !json_is_null(v)) n++;
-        }
-        json_object_set_new(ent, "points", json_integer((json_int_t)n));
-        json_object_set_new(out->payload_schema, field, ent);
-    }
+    out->payload_schema = fanns_pindex_schema(c->pindex);
+    if (!out->payload_schema) out->payload_schema = json_object();
     pthread_rwlock_unlock(&c->lock);
     return 0;
 }
@@ -365,12 +361,6 @@ static inline void heap_push(cand_t *heap, size_t *nh, size_t k, cand_t cd) {
     }
 }
 
-/* Graph results count only for live slots the graph reflects (see coll_int.h). */
-static bool accept_indexed(void *ctx, uint32_t off) {
-    const fanns_coll_t *c = ctx;
-    return off < c->nslots && c->live[off] && c->stale_pos[off] == UINT32_MAX;
-}
-
 static int cmp_better(const void *a, const void *b) {
     const cand_t *x = a, *y = b;
     if (worse(x, y)) return 1;
@@ -395,6 +385,174 @@ static inline float key_to_score(fanns_metric_t m, float key) {
     return key;
 }
 
+/* ---- search strategies (read lock held) ----------------------------------------------
+ *
+ * The planner (search_filtered) follows the cost model of the filtered-search literature
+ * (Qdrant's full_scan_threshold, ACORN, and the FANNS benchmark's finding that graph methods
+ * lose the negatively correlated cells): an exact scan over the matching points costs one
+ * distance per match; a graph search with a filter costs about ef * 2m distances divided by
+ * the selectivity, and can miss neighbours the filter isolates.  So the planner scans
+ * exactly whenever that is cheaper or the match count is under the full-scan threshold, and
+ * otherwise traverses the graph with the filter, falling back to the scan if the traversal
+ * cannot fill the result. */
+
+/* Match set of a filter for one search: `bits` may match; those also in `sure` (or all of
+ * them when exact) do; the rest need fanns_filter_match. */
+typedef struct match_set {
+    const fanns_coll_t *c;
+    const fanns_filter_t *f;
+    roaring_bitmap_t *bits, *sure;
+    bool exact;
+} match_set_t;
+
+static inline bool matches(const match_set_t *ms, uint32_t off) {
+    if (!ms) return true;
+    if (!roaring_bitmap_contains(ms->bits, off)) return false;
+    if (ms->exact || (ms->sure && roaring_bitmap_contains(ms->sure, off))) return true;
+    return fanns_filter_match(ms->f, &ms->c->pids[off], ms->c->payloads[off]);
+}
+
+static const fanns_pid_t *pts_pid(void *ctx, uint32_t off) {
+    const fanns_coll_t *c = ctx;
+    return off < c->nslots && c->live[off] ? &c->pids[off] : NULL;
+}
+
+static const json_t *pts_payload(void *ctx, uint32_t off) {
+    const fanns_coll_t *c = ctx;
+    return off < c->nslots ? c->payloads[off] : NULL;
+}
+
+static bool pts_offset(void *ctx, const fanns_pid_t *id, uint32_t *off) {
+    int64_t o = fanns__coll_find(ctx, id);
+    if (o < 0) return false;
+    *off = (uint32_t)o;
+    return true;
+}
+
+/* Exact scan: every live point (ms NULL) or the match set, optionally only offsets in `only`. */
+static int search_scan(const fanns_coll_t *c, const fanns_search_req_t *req, cand_t *heap, size_t *nh, size_t k,
+                       const match_set_t *ms, const roaring_bitmap_t *only, fanns_search_explain_t *ex) {
+    const fanns_metric_t m = c->metric;
+    const size_t d = c->dim;
+    (void)only;
+    if (!ms) {
+        ex->strategy = "exact_scan";
+        for (uint32_t off = 0; off < c->nslots; off++) {
+            if (!c->live[off]) continue;
+            heap_push(heap, nh, k, (cand_t){metric_key(m, req->query, c->vecs + (size_t)off * d, d), off});
+            ex->dist_comps++;
+        }
+        return 0;
+    }
+    ex->strategy = "exact_filtered_scan";
+    roaring_uint32_iterator_t it;
+    roaring_init_iterator(ms->bits, &it);
+    uint64_t found = 0;
+    while (it.has_value) {
+        uint32_t off = it.current_value;
+        roaring_advance_uint32_iterator(&it);
+        if (off >= c->nslots || !c->live[off]) continue;
+        if (!ms->exact && !(ms->sure && roaring_bitmap_contains(ms->sure, off)) &&
+            !fanns_filter_match(ms->f, &c->pids[off], c->payloads[off]))
+            continue;
+        found++;
+        /* Prefetch the next candidate's vector while this one is scored. */
+        if (it.has_value && it.current_value < c->nslots) __builtin_prefetch(c->vecs + (size_t)it.current_value * d);
+        heap_push(heap, nh, k, (cand_t){metric_key(m, req->query, c->vecs + (size_t)off * d, d), off});
+    }
+    ex->actual_matches = found;
+    ex->dist_comps += found;
+    return 0;
+}
+
+typedef struct graph_accept {
+    const fanns_coll_t *c;
+    const match_set_t *ms;
+} graph_accept_t;
+
+/* Graph results count only for live slots the graph reflects (see coll_int.h) that match. */
+static bool accept_graph(void *ctx, uint32_t off) {
+    const graph_accept_t *a = ctx;
+    const fanns_coll_t *c = a->c;
+    return off < c->nslots && c->live[off] && c->stale_pos[off] == UINT32_MAX && matches(a->ms, off);
+}
+
+/* Graph search (with the match set as filter when ms != NULL) plus an exact score of every
+ * stale slot, so points written since they were indexed are found at once.  Graph results
+ * are rescored from the stored vectors so both paths give identical scores.  Sets *filled
+ * to whether the graph returned k results. */
+static int search_graph(const fanns_coll_t *c, const fanns_search_req_t *req, cand_t *heap, size_t *nh, size_t k,
+                        const match_set_t *ms, fanns_search_explain_t *ex) {
+    const fanns_metric_t m = c->metric;
+    const size_t d = c->dim;
+    size_t ef = req->ef ? req->ef : c->hnsw_efc;
+    fanns_hnsw_result_t *res = malloc(k * sizeof(*res));
+    fanns_hnsw_stats_t st = {0, 0};
+    size_t nres = 0;
+    graph_accept_t acc = {c, ms};
+    if (!res) return FANNS_ENOMEM;
+    int rc = fanns_hnsw_search(c->hnsw, req->query, k, ef < k ? k : ef, accept_graph, &acc, res, &nres, &st);
+    if (rc) {
+        free(res);
+        return rc;
+    }
+    ex->strategy = ms ? "hnsw_filtered" : "hnsw";
+    ex->dist_comps += st.dist_comps;
+    for (size_t i = 0; i < nres; i++)
+        heap_push(heap, nh, k, (cand_t){metric_key(m, req->query, c->vecs + (size_t)res[i].off * d, d), res[i].off});
+    free(res);
+    size_t from_graph = nres;
+    for (uint32_t i = 0; i < c->nstale; i++) {
+        uint32_t off = c->stale_list[i];
+        if (!c->live[off] || !matches(ms, off)) continue;
+        heap_push(heap, nh, k, (cand_t){metric_key(m, req->query, c->vecs + (size_t)off * d, d), off});
+        ex->dist_comps++;
+        from_graph++;
+    }
+    return from_graph >= k ? 0 : 1; /* 1: could not fill k */
+}
+
+static int search_filtered(const fanns_coll_t *c, const fanns_search_req_t *req, cand_t *heap, size_t *nh, size_t k,
+                           fanns_search_explain_t *ex) {
+    fanns_pindex_points_t pts = {pts_pid, pts_payload, pts_offset, (void *)c};
+    match_set_t ms = {c, req->filter, NULL, NULL, false};
+    fanns_err_t err;
+    int rc = fanns_pindex_eval(c->pindex, req->filter, c->live_bm, &pts, &ms.bits, &ms.sure, &ms.exact, &err);
+    if (rc) return rc;
+    uint64_t est;
+    bool est_exact = ms.exact;
+    if (ms.exact) est = roaring_bitmap_get_cardinality(ms.bits);
+    else fanns_pindex_estimate(c->pindex, req->filter, c->live_bm, &pts, &est, &est_exact);
+    ex->estimated_matches = est;
+    ex->estimate_exact = est_exact;
+
+    /* Costs in distance computations (see the block comment above). */
+    size_t ef = req->ef ? req->ef : c->hnsw_efc;
+    if (ef < k) ef = k;
+    uint64_t full_scan_points = c->full_scan_kb * 1024 / ((uint64_t)c->dim * 4);
+    double sel = c->count ? (double)est / (double)c->count : 1.0;
+    double graph_cost = (double)ef * 2.0 * c->hnsw_m / (sel > 1e-6 ? sel : 1e-6);
+    bool use_graph = c->hnsw && !req->exact && est > full_scan_points && graph_cost < (double)est;
+    if (use_graph) {
+        size_t nh0 = *nh;
+        rc = search_graph(c, req, heap, nh, k, &ms, ex);
+        if (rc == 1) {
+            /* The traversal could not fill the result (the filter isolates the matches from
+             * the query's region): the exact scan over the match set is the answer. */
+            *nh = nh0;
+            uint64_t dc = ex->dist_comps;
+            rc = search_scan(c, req, heap, nh, k, &ms, NULL, ex);
+            ex->dist_comps += dc;
+            ex->strategy = "hnsw_filtered+exact_fallback";
+        }
+    } else {
+        rc = search_scan(c, req, heap, nh, k, &ms, NULL, ex);
+    }
+    roaring_bitmap_free(ms.bits);
+    if (ms.sure) roaring_bitmap_free(ms.sure);
+    return rc;
+}
+
 int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_t **out, size_t *n,
                       fanns_err_t *err) {
     int rc = 0;
@@ -416,40 +574,22 @@ int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_
         rc = fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
         goto fail;
     }
-    const fanns_metric_t m = c->metric;
-    const size_t d = c->dim;
-    if (c->hnsw && !req->exact && !req->filter) {
-        /* Approximate: the graph answers for the slots it reflects, and the stale slots
-         * (written since they were indexed) are scored exactly, so a fresh point is found
-         * at once.  Graph results are rescored from the stored vectors so both paths give
-         * identical scores. */
-        size_t ef = req->ef ? req->ef : c->hnsw_efc;
-        fanns_hnsw_result_t *res = malloc(k * sizeof(*res));
-        size_t nres = 0;
-        if (!res) {
-            rc = fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
-            goto fail;
+    fanns_search_explain_t ex;
+    memset(&ex, 0, sizeof(ex));
+    ex.points = c->count;
+    if (req->filter) rc = search_filtered(c, req, heap, &nh, k, &ex);
+    else if (c->hnsw && !req->exact) {
+        rc = search_graph(c, req, heap, &nh, k, NULL, &ex);
+        if (rc == 1) { /* fewer than k reachable: answer exactly */
+            nh = 0;
+            rc = search_scan(c, req, heap, &nh, k, NULL, NULL, &ex);
         }
-        rc = fanns_hnsw_search(c->hnsw, req->query, k, ef < k ? k : ef, accept_indexed, c, res, &nres, NULL);
-        if (rc) {
-            free(res);
-            fanns_err_set(err, rc, NULL, "out of memory");
-            goto fail;
-        }
-        for (size_t i = 0; i < nres; i++)
-            heap_push(heap, &nh, k, (cand_t){metric_key(m, req->query, c->vecs + (size_t)res[i].off * d, d), res[i].off});
-        free(res);
-        for (uint32_t i = 0; i < c->nstale; i++) {
-            uint32_t off = c->stale_list[i];
-            if (!c->live[off]) continue;
-            heap_push(heap, &nh, k, (cand_t){metric_key(m, req->query, c->vecs + (size_t)off * d, d), off});
-        }
-    } else {
-        for (uint32_t off = 0; off < c->nslots; off++) {
-            if (!c->live[off]) continue;
-            if (req->filter && !fanns_filter_match(req->filter, &c->pids[off], c->payloads[off])) continue;
-            heap_push(heap, &nh, k, (cand_t){metric_key(m, req->query, c->vecs + (size_t)off * d, d), off});
-        }
+    }
+    else rc = search_scan(c, req, heap, &nh, k, NULL, NULL, &ex);
+    if (req->explain) *req->explain = ex;
+    if (rc) {
+        fanns_err_set(err, rc, NULL, "out of memory");
+        goto fail;
     }
     qsort(heap, nh, sizeof(*heap), cmp_better);
     if (nh > req->offset) {
@@ -459,6 +599,7 @@ int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_
             rc = fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
             goto fail;
         }
+        const fanns_metric_t m = c->metric;
         for (size_t i = 0; i < cnt; i++) {
             const cand_t *cd = &heap[req->offset + i];
             float score = key_to_score(m, cd->key);

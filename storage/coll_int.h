@@ -21,6 +21,9 @@
 
 #include "db.h"
 #include "hnsw.h"
+#include "payload_index.h"
+
+#include <roaring/roaring.h>
 
 struct fanns_coll {
     fanns_db_t *db;
@@ -46,6 +49,9 @@ struct fanns_coll {
     uint32_t *htab;             /* offset + 1, 0 = empty */
     uint32_t hcap;              /* power of two */
     uint64_t *vversions;        /* operation id that last wrote the slot's vector */
+    roaring_bitmap_t *live_bm;  /* live offsets, the universe filters are evaluated over */
+    fanns_pindex_t *pindex;     /* payload indexes declared with PUT /index, kept current */
+    uint64_t full_scan_kb;      /* hnsw_config.full_scan_threshold: below it, exact filtered scan */
 
     /* Approximate index (storage/indexer.c).  hnsw is NULL until the collection passes its
      * indexing threshold; it is created, swapped and freed only by the indexer thread, under

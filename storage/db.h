@@ -140,6 +140,17 @@ typedef struct fanns_hit {
 /* Frees n hits and the array. */
 void fanns_hits_free(fanns_hit_t *hits, size_t n);
 
+/* How a search was answered (params.explain). */
+typedef struct fanns_search_explain {
+    const char *strategy;       /* "exact_scan", "exact_filtered_scan", "hnsw", "hnsw_filtered",
+                                   "hnsw_filtered+exact_fallback" */
+    uint64_t estimated_matches; /* planner's estimate of points passing the filter */
+    bool estimate_exact;        /* the estimate is a count, not a sample */
+    uint64_t actual_matches;    /* points found passing the filter where counted, else 0 */
+    uint64_t dist_comps;        /* distance computations */
+    uint64_t points;            /* live points in the collection */
+} fanns_search_explain_t;
+
 typedef struct fanns_search_req {
     const float *query;         /* dim floats, normalised already for Cosine */
     const fanns_filter_t *filter; /* may be NULL */
@@ -149,6 +160,7 @@ typedef struct fanns_search_req {
     bool with_vector;
     bool exact;                 /* params.exact: scan every point, ignore the index */
     size_t ef;                  /* params.hnsw_ef (0: the collection's ef_construct) */
+    fanns_search_explain_t *explain; /* filled when not NULL */
 } fanns_search_req_t;
 
 /* Exact search: the true top (offset + limit) by score, then drops the first offset.

@@ -50,6 +50,7 @@ void fanns__index_config(fanns_coll_t *c) {
     c->hnsw_m = m;
     c->hnsw_efc = efc;
     c->index_threshold_kb = json_u64_or(o, "indexing_threshold", 10000);
+    c->full_scan_kb = json_u64_or(h, "full_scan_threshold", 10000);
 }
 
 static bool index_wanted(const fanns_coll_t *c) {
