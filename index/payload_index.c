@@ -25,13 +25,17 @@
  *
  * Sorted arrays are chunked (up to CHUNK pairs per chunk, a directory of chunk pointers):
  * an insert or delete moves at most CHUNK pairs plus the directory, a range is two binary
- * searches, a range count adds chunk sizes.
+ * searches, a range count adds chunk sizes.  Beside them, a flat offset -> key array for
+ * points with a single key lets a range be tested point by point when only a few points
+ * still matter (a range after a selective match in the same must list).
  *
  * Evaluation is three-valued: every condition gives (lo, hi) with lo <= match <= hi,
  * exact when lo == hi (the same bitmap).  and/or intersect/unite both bounds, not swaps and
  * complements them, min_should counts both; a condition no index answers is (empty, hi) with
  * hi the universe or, for match/range on an indexed path, the points where the path yields
- * something.  So must_not over an inexact part is still a correct superset.
+ * something.  So must_not over an inexact part is still a correct superset.  A filter's
+ * parts are evaluated only inside what the previous parts left (cheap match conditions of a
+ * must list first), so later conditions never build bitmaps of points already excluded.
  *
  * Invariants: all bitmaps and arrays of an index describe exactly the payloads given to it
  * (update's old_payload must be the last new_payload); a broken index (allocation failed

@@ -116,8 +116,10 @@ int fanns_pindex_eval(const fanns_pindex_t *pi, const fanns_filter_t *f, const r
  * bitmap (value bitmap cardinality, or a range count over the sorted array); other trees are
  * evaluated with fanns_pindex_eval.  Otherwise the points that are "maybe" are sampled (up to
  * FANNS_PINDEX_SAMPLE of them, spread evenly, deterministic) with fanns_filter_match through
- * pts->pid and pts->payload, and the sure count plus the scaled sample is returned; without
- * a payload callback, the midpoint of the sure and maybe counts.  Returns 0 or FANNS_ENOMEM. */
+ * pts->pid and pts->payload, and the sure count plus the scaled sample is returned (exact
+ * when there are no more maybe points than samples; has_id conditions then need pts->pid);
+ * without a payload callback, the midpoint of the sure and maybe counts.  Returns 0 or
+ * FANNS_ENOMEM. */
 int fanns_pindex_estimate(const fanns_pindex_t *pi, const fanns_filter_t *f, const roaring_bitmap_t *universe,
                           const fanns_pindex_points_t *pts, uint64_t *estimate, bool *exact);
 

@@ -532,10 +532,12 @@ static int check_params(const json_t *params, fanns_err_t *err) {
  * Returns the list of ScoredPoint objects in *out. */
 /* The explain object of a search (fanns extension, params.explain). */
 static json_t *explain_json(const fanns_search_explain_t *ex) {
-    return json_pack("{s:s, s:I, s:b, s:I, s:I, s:I}", "strategy", ex->strategy ? ex->strategy : "none", "estimated_matches",
-                     (json_int_t)ex->estimated_matches, "estimate_exact", ex->estimate_exact, "actual_matches",
-                     (json_int_t)ex->actual_matches, "distance_computations", (json_int_t)ex->dist_comps, "points",
-                     (json_int_t)ex->points);
+    json_t *o = json_pack("{s:s, s:I, s:b, s:I, s:I, s:I}", "strategy", ex->strategy ? ex->strategy : "none", "estimated_matches",
+                          (json_int_t)ex->estimated_matches, "estimate_exact", ex->estimate_exact, "actual_matches",
+                          (json_int_t)ex->actual_matches, "distance_computations", (json_int_t)ex->dist_comps, "points",
+                          (json_int_t)ex->points);
+    if (ex->local_selectivity >= 0) json_object_set_new(o, "local_selectivity", json_real(ex->local_selectivity));
+    return o;
 }
 
 static int run_search(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const float *qvec, json_t **out,

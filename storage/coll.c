@@ -533,9 +533,37 @@ static int search_filtered(const fanns_coll_t *c, const fanns_search_req_t *req,
     double sel = c->count ? (double)est / (double)c->count : 1.0;
     double graph_cost = (double)ef * 2.0 * c->hnsw_m / (sel > 1e-6 ? sel : 1e-6);
     bool use_graph = c->hnsw && !req->exact && est > full_scan_points && graph_cost < (double)est;
+    size_t ef_graph = ef;
+    if (use_graph) {
+        /* Correlation probe: the share of the query's unfiltered neighbourhood that passes.
+         * When it is far below the global selectivity, the filter cuts the query's region out
+         * of the graph (the negatively correlated case where filtered traversal loses
+         * recall), so the exact scan answers; otherwise the beam is widened by the local
+         * pass rate so that about ef passing candidates are kept. */
+        fanns_hnsw_result_t *probe = malloc(ef * sizeof(*probe));
+        size_t np = 0, pass = 0;
+        fanns_hnsw_stats_t pst = {0, 0};
+        graph_accept_t acc = {c, NULL};
+        if (!probe) rc = FANNS_ENOMEM;
+        else rc = fanns_hnsw_search(c->hnsw, req->query, ef, ef, accept_graph, &acc, probe, &np, &pst);
+        for (size_t i = 0; rc == 0 && i < np; i++) pass += matches(&ms, probe[i].off);
+        free(probe);
+        if (rc) goto out;
+        ex->dist_comps += pst.dist_comps;
+        double local = np ? (double)pass / (double)np : 0.0;
+        ex->local_selectivity = local;
+        if (local < 0.5 * sel || pass == 0) {
+            use_graph = false;
+        } else {
+            double widen = local < 0.125 ? 8.0 : 1.0 / local;
+            ef_graph = (size_t)((double)ef * widen);
+        }
+    }
     if (use_graph) {
         size_t nh0 = *nh;
-        rc = search_graph(c, req, heap, nh, k, &ms, ex);
+        fanns_search_req_t r2 = *req;
+        r2.ef = ef_graph;
+        rc = search_graph(c, &r2, heap, nh, k, &ms, ex);
         if (rc == 1) {
             /* The traversal could not fill the result (the filter isolates the matches from
              * the query's region): the exact scan over the match set is the answer. */
@@ -546,8 +574,11 @@ static int search_filtered(const fanns_coll_t *c, const fanns_search_req_t *req,
             ex->strategy = "hnsw_filtered+exact_fallback";
         }
     } else {
+        uint64_t dc = ex->dist_comps;
         rc = search_scan(c, req, heap, nh, k, &ms, NULL, ex);
+        ex->dist_comps += dc;
     }
+out:
     roaring_bitmap_free(ms.bits);
     if (ms.sure) roaring_bitmap_free(ms.sure);
     return rc;
@@ -577,6 +608,7 @@ int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_
     fanns_search_explain_t ex;
     memset(&ex, 0, sizeof(ex));
     ex.points = c->count;
+    ex.local_selectivity = -1;
     if (req->filter) rc = search_filtered(c, req, heap, &nh, k, &ex);
     else if (c->hnsw && !req->exact) {
         rc = search_graph(c, req, heap, &nh, k, NULL, &ex);

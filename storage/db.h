@@ -149,6 +149,7 @@ typedef struct fanns_search_explain {
     uint64_t actual_matches;    /* points found passing the filter where counted, else 0 */
     uint64_t dist_comps;        /* distance computations */
     uint64_t points;            /* live points in the collection */
+    double local_selectivity;   /* share of the query's unfiltered neighbourhood passing (-1: not probed) */
 } fanns_search_explain_t;
 
 typedef struct fanns_search_req {
