@@ -1,0 +1,95 @@
+/*
+ * bench_hnsw.c: the in-process benchmark of fanns's HNSW index (index/hnsw.h), run by
+ * run_bench.py next to the hnswlib and FAISS baselines.
+ *
+ * Builds the index over the base vectors (Cosine metric, so vectors are normalised first as
+ * the server does at write time; the workload's vectors are already unit length) with
+ * fanns_hnsw_insert_many on all cores, then, for each ef, measures recall@k against the exact
+ * ground truth and single-thread QPS with bench_common.h (whole passes over the queries,
+ * repeated; best and median pass).  Prints JSON lines: one "build", one "search" per ef, one
+ * "memory" (peak RSS from getrusage and the RSS right after loading the data, so the index's
+ * own share can be told apart from the loaded arrays).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bench_common.h"
+#include "distance.h"
+#include "err.h"
+#include "hnsw.h"
+
+typedef struct {
+    const float *base;
+    size_t dim;
+} vec_ctx_t;
+
+static const float *vec_of(void *ctx, uint32_t off) {
+    vec_ctx_t *c = ctx;
+    return c->base + (size_t)off * c->dim;
+}
+
+static int search(void *ctx, const float *q, size_t k, size_t ef, long long *ids, size_t *n) {
+    fanns_hnsw_result_t res[1024];
+    if (k > 1024 || fanns_hnsw_search(ctx, q, k, ef, NULL, NULL, res, n, NULL)) return -1;
+    for (size_t i = 0; i < *n; i++) ids[i] = res[i].off;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    bench_opts_t o;
+    bench_npy_t base, q, gt;
+    fanns_err_t err = {0};
+    fanns_hnsw_t *h = NULL;
+    uint32_t *offs = NULL;
+    int rc = 1;
+    if (bench_parse(argc, argv, &o)) return 2;
+    if (bench_load(&o, &base, &q, &gt)) return 1;
+    fanns_dist_init();
+    size_t n = base.rows, d = base.cols;
+    float *bv = base.data, *qv = q.data;
+    for (size_t i = 0; i < n; i++) fanns_vec_normalize(bv + i * d, d);
+    for (size_t i = 0; i < q.rows; i++) fanns_vec_normalize(qv + i * d, d);
+    long long rss_loaded = bench_cur_rss();
+
+    fanns_hnsw_params_t p = {.dim = (uint32_t)d, .metric = FANNS_METRIC_COSINE, .m = o.m, .ef_construct = o.efc,
+                             .seed = 100};
+    if (fanns_hnsw_new(&p, &h, &err)) goto fail;
+    offs = malloc(n * sizeof(*offs));
+    if (!offs) goto fail;
+    for (size_t i = 0; i < n; i++) offs[i] = (uint32_t)i;
+    vec_ctx_t vc = {bv, d};
+    double t0 = bench_now();
+    if (fanns_hnsw_insert_many(h, offs, n, vec_of, &vc, (int)o.threads, &err)) goto fail;
+    double build_s = bench_now() - t0;
+    if (fanns_hnsw_count(h) != n) {
+        fprintf(stderr, "index holds %zu nodes, expected %zu\n", fanns_hnsw_count(h), n);
+        goto fail;
+    }
+    printf("{\"system\":\"fanns\",\"kind\":\"build\",\"n\":%zu,\"dim\":%zu,\"m\":%u,\"ef_construction\":%u,"
+           "\"threads\":%u,\"build_s\":%.3f,\"index_bytes\":%zu,\"isa\":\"%s\"}\n",
+           n, d, o.m, o.efc, o.threads, build_s, fanns_hnsw_memory(h), fanns_dist_isa());
+    fflush(stdout);
+
+    for (size_t i = 0; i < o.nef; i++) {
+        bench_point_t pt;
+        if (bench_run_ef(&o, &q, &gt, o.efs[i], search, h, &pt)) {
+            fprintf(stderr, "search failed at ef %zu\n", o.efs[i]);
+            goto fail;
+        }
+        printf("{\"system\":\"fanns\",\"kind\":\"search\",\"ef\":%zu,\"k\":%u,\"nq\":%zu,\"recall\":%.4f,"
+               "\"qps\":%.1f,\"qps_median\":%.1f,\"passes\":%u}\n",
+               o.efs[i], o.k, q.rows, pt.recall, pt.qps_best, pt.qps_median, pt.passes);
+        fflush(stdout);
+    }
+    printf("{\"system\":\"fanns\",\"kind\":\"memory\",\"peak_rss_bytes\":%lld,\"rss_after_load_bytes\":%lld}\n",
+           bench_peak_rss(), rss_loaded);
+    rc = 0;
+fail:
+    if (rc && err.msg[0]) fprintf(stderr, "fanns: %s\n", err.msg);
+    fanns_hnsw_free(h);
+    free(offs);
+    free(base.data);
+    free(q.data);
+    free(gt.data);
+    return rc;
+}
