@@ -54,7 +54,7 @@ as_root() {
 BUILD_PKGS=(build-essential cmake pkg-config libuv1-dev liblmdb-dev libjansson-dev
             libfaiss-dev libopenblas-dev check libroaring-dev node-llhttp python3
             python3-numpy dpkg-dev)
-TEST_PKGS=(libhnswlib-dev python3-faiss python3-hnswlib curl)
+TEST_PKGS=(libhnswlib-dev python3-faiss python3-hnswlib curl wrk python3-matplotlib)
 
 # Prints the packages of "$@" that are not installed, one per line.
 missing_pkgs() {
