@@ -776,12 +776,23 @@ void fanns_api_handle(fanns_api_t *api, const fanns_api_req_t *req, fanns_api_re
     }
     if (req->body_len > 0) {
         json_error_t je;
-        size_t plen = 0;
-        char *prot = fanns__json_u64_protect(req->body, req->body_len, &plen);
+        const char *text = req->body;
+        size_t tlen = req->body_len, plen = 0, flen = 0;
+        char *fast = NULL;
+        size_t pl = strlen(req->path);
+        if (strcmp(req->method, "POST") == 0 && ((pl >= 14 && strcmp(req->path + pl - 14, "/points/search") == 0) ||
+                                                 (pl >= 13 && strcmp(req->path + pl - 13, "/points/query") == 0))) {
+            fast = fanns__json_fastvec(text, tlen, &flen, &ctx.fv);
+            if (fast) {
+                text = fast;
+                tlen = flen;
+            }
+        }
+        char *prot = fanns__json_u64_protect(text, tlen, &plen);
         ctx.u64_protected = prot != NULL;
-        ctx.body = prot ? json_loadb(prot, plen, JSON_REJECT_DUPLICATES, &je)
-                        : json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+        ctx.body = prot ? json_loadb(prot, plen, JSON_REJECT_DUPLICATES, &je) : json_loadb(text, tlen, JSON_REJECT_DUPLICATES, &je);
         free(prot);
+        free(fast);
         if (!ctx.body) {
             rc = fanns_err_set(&ctx.err, FANNS_EINVAL, NULL, "Format error in JSON body: %s at line %d column %d", je.text, je.line,
                                je.column);
@@ -809,4 +820,5 @@ out:;
     }
     json_decref(doc);
     json_decref(ctx.body);
+    free(ctx.fv.v);
 }

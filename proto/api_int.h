@@ -10,6 +10,7 @@
 
 #include "api.h"
 #include "db.h"
+#include "json_fastvec.h"
 
 #define FANNS_API_VERSION "1.18.0"   /* the Qdrant REST API level fanns speaks */
 #define FANNS_MAX_LIMIT 100000       /* largest limit + offset a search may ask for */
@@ -28,6 +29,7 @@ typedef struct api_ctx {
     int nsegs;
     bool wait;              /* ?wait=true */
     bool u64_protected;     /* body had integers above INT64_MAX (json_u64.h) */
+    fanns_fastvec_t fv;     /* query vector taken out of the body (json_fastvec.h) */
     json_t *result;         /* success result (owned) */
     int http_status;        /* success status, 200 unless set */
     fanns_err_t err;

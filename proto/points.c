@@ -591,6 +591,19 @@ static int run_search(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const
 
 /* Decodes a query vector (plain array, {"": [...]} or {"name": "", "vector": [...]}) into q. */
 static int decode_query_vector(api_ctx_t *ctx, fanns_coll_t *c, const json_t *v, const char *path, float *q) {
+    if (ctx->fv.key && strcmp(ctx->fv.key, path) == 0 && json_is_array(v) && json_array_size(v) == 0 &&
+        v == json_object_get(ctx->body, path)) {
+        /* The array was parsed by the fast path (json_fastvec.h). */
+        uint32_t dim = fanns_coll_dim(c);
+        if (ctx->fv.n != dim)
+            return fanns_err_set(&ctx->err, FANNS_EVALIDATE, path, "Wrong input: Vector dimension error: expected dim: %u, got %zu",
+                                 dim, ctx->fv.n);
+        if (ctx->fv.bad)
+            return fanns_err_set(&ctx->err, FANNS_EVALIDATE, path, "Validation error: %s has a number that is not a finite float32", path);
+        memcpy(q, ctx->fv.v, dim * sizeof(float));
+        if (fanns_coll_metric(c) == FANNS_METRIC_COSINE) fanns_vec_normalize(q, dim);
+        return 0;
+    }
     if (json_is_object(v) && json_object_get(v, "vector")) {
         json_t *nm = json_object_get(v, "name");
         if (nm && !(json_is_string(nm) && json_string_length(nm) == 0))

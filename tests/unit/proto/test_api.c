@@ -226,6 +226,36 @@ START_TEST(test_u64_ids) {
 }
 END_TEST
 
+
+START_TEST(test_fast_vector_path) {
+    make_collection();
+    /* The fast path must give what the jansson path gives, whatever the number spelling. */
+    json_t *a = ok("POST", "/collections/c/points/search", "{\"vector\":[0.2,1,0],\"limit\":5}");
+    json_t *b = ok("POST", "/collections/c/points/search", "{ \"limit\" : 5 , \"vector\" : [ 2e-1 , 1.0E0 ,-0.0 ] }");
+    ck_assert_uint_eq(json_array_size(a), 2);
+    ck_assert(json_equal(json_object_get(json_array_get(a, 0), "id"), json_object_get(json_array_get(b, 0), "id")));
+    ck_assert_double_eq_tol(json_number_value(json_object_get(json_array_get(a, 1), "score")),
+                            json_number_value(json_object_get(json_array_get(b, 1), "score")), 1e-7);
+    json_decref(a);
+    json_decref(b);
+    json_t *r = ok("POST", "/collections/c/points/query", "{\"query\":[0,1,0],\"limit\":1,\"with_payload\":true}");
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(json_array_get(json_object_get(r, "points"), 0), "payload"), "a")), "y");
+    json_decref(r);
+    /* Numbers JSON does not allow are rejected as jansson would. */
+    expect_error("POST", "/collections/c/points/search", "{\"vector\":[01,0,0],\"limit\":1}", 400);
+    expect_error("POST", "/collections/c/points/search", "{\"vector\":[1.,0,0],\"limit\":1}", 400);
+    expect_error("POST", "/collections/c/points/search", "{\"vector\":[+1,0,0],\"limit\":1}", 400);
+    expect_error("POST", "/collections/c/points/search", "{\"vector\":[NaN,0,0],\"limit\":1}", 400);
+    expect_error("POST", "/collections/c/points/search", "{\"vector\":[1,0,0,],\"limit\":1}", 400);
+    expect_error("POST", "/collections/c/points/search", "{\"vector\":[1,0],\"limit\":1}", 422);
+    expect_error("POST", "/collections/c/points/search", "{\"vector\":[1e39,0,0],\"limit\":1}", 422);
+    expect_error("POST", "/collections/c/points/query", "{\"query\":[1,0,0],\"query\":[1,0,0]}", 400);
+    /* A "vector" key deeper in the body is not the query vector. */
+    r = ok("POST", "/collections/c/points/query", "{\"query\":{\"nearest\":[0,1,0]},\"limit\":1,\"filter\":{\"must\":[{\"is_empty\":{\"key\":\"vector\"}}]}}");
+    json_decref(r);
+}
+END_TEST
+
 int main(void) {
     fanns_dist_init();
     Suite *s = suite_create("proto/api");
@@ -237,6 +267,7 @@ int main(void) {
     tcase_add_test(tc, test_search_and_query);
     tcase_add_test(tc, test_payload_ops);
     tcase_add_test(tc, test_u64_ids);
+    tcase_add_test(tc, test_fast_vector_path);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

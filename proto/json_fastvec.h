@@ -1,0 +1,28 @@
+/*
+ * json_fastvec.h: a fast path for the query vector of a search request.
+ *
+ * Parsing a 768-number array through jansson allocates one JSON value per number and costs
+ * as much CPU as a graph search.  For search and query requests, the top-level member
+ * "vector" or "query" whose value is a flat array of JSON numbers is parsed here straight
+ * into floats, and the rest of the body, with that array replaced by an empty one, goes
+ * through jansson as usual.  The grammar of every number is checked as strictly as jansson
+ * does, so the fast path accepts exactly what the slow path would.
+ */
+#ifndef FANNS_JSON_FASTVEC_H
+#define FANNS_JSON_FASTVEC_H
+
+#include <stddef.h>
+
+typedef struct fanns_fastvec {
+    const char *key;        /* "vector" or "query": the member that was taken, NULL if none */
+    float *v;               /* malloc'd values */
+    size_t n;
+    int bad;                /* 1: a number is out of float range (the caller answers 422) */
+} fanns_fastvec_t;
+
+/* Looks for a top-level "vector" or "query" member holding a flat array of numbers in body.
+ * On success returns a malloc'd copy of body (length *out_len) with that array replaced by
+ * "[]" and fills fv; otherwise returns NULL and fv->key is NULL. */
+char *fanns__json_fastvec(const char *body, size_t len, size_t *out_len, fanns_fastvec_t *fv);
+
+#endif
