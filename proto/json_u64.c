@@ -18,7 +18,20 @@ static bool big_u64(const char *p, size_t n) {
     return memcmp(p, "18446744073709551615", 20) <= 0;
 }
 
+/* True if body has a run of 19 or more digits anywhere (a tight loop; most bodies have none,
+ * and then the careful pass below is skipped). */
+static bool has_long_digit_run(const char *body, size_t len) {
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned d = (unsigned)(unsigned char)body[i] - '0';
+        run = d < 10 ? run + 1 : 0;
+        if (run >= 19) return true;
+    }
+    return false;
+}
+
 char *fanns__json_u64_protect(const char *body, size_t len, size_t *out_len) {
+    if (!has_long_digit_run(body, len)) return NULL;
     char *out = NULL;
     size_t o = 0, cap = 0, last = 0;
     bool in_str = false;
