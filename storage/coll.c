@@ -429,12 +429,11 @@ static bool pts_offset(void *ctx, const fanns_pid_t *id, uint32_t *off) {
     return true;
 }
 
-/* Exact scan: every live point (ms NULL) or the match set, optionally only offsets in `only`. */
+/* Exact scan: every live point (ms NULL) or the match set. */
 static int search_scan(const fanns_coll_t *c, const fanns_search_req_t *req, cand_t *heap, size_t *nh, size_t k,
-                       const match_set_t *ms, const roaring_bitmap_t *only, fanns_search_explain_t *ex) {
+                       const match_set_t *ms, fanns_search_explain_t *ex) {
     const fanns_metric_t m = c->metric;
     const size_t d = c->dim;
-    (void)only;
     if (!ms) {
         ex->strategy = "exact_scan";
         for (uint32_t off = 0; off < c->nslots; off++) {
@@ -534,33 +533,32 @@ static int search_filtered(const fanns_coll_t *c, const fanns_search_req_t *req,
     if (ef < k) ef = k;
     uint64_t full_scan_points = c->full_scan_kb * 1024 / ((uint64_t)c->dim * 4);
     double sel = c->count ? (double)est / (double)c->count : 1.0;
-    double graph_cost = (double)ef * 2.0 * c->hnsw_m / (sel > 1e-6 ? sel : 1e-6);
-    bool use_graph = c->hnsw && !req->exact && est > full_scan_points && graph_cost < (double)est;
+    bool use_graph = c->hnsw && !req->exact && est > full_scan_points;
     size_t ef_graph = ef;
     if (use_graph) {
         /* Correlation probe: the share of the query's unfiltered neighbourhood that passes.
-         * When it is far below the global selectivity, the filter cuts the query's region out
-         * of the graph (the negatively correlated case where filtered traversal loses
-         * recall), so the exact scan answers; otherwise the beam is widened by the local
-         * pass rate so that about ef passing candidates are kept. */
+         * It decides twice.  When it is far below the global selectivity, the filter cuts
+         * the query's region out of the graph (the negatively correlated case where filtered
+         * traversal loses recall): scan.  Otherwise a filtered traversal costs about
+         * ef * 2m / local distances (a positively correlated filter is cheap to traverse even
+         * when it is narrow overall), and is chosen when that beats scanning every match,
+         * with the beam widened by the local pass rate so about ef passing candidates are kept. */
         fanns_hnsw_result_t *probe = malloc(ef * sizeof(*probe));
         size_t np = 0, pass = 0;
         fanns_hnsw_stats_t pst = {0, 0};
         graph_accept_t acc = {c, NULL};
         if (!probe) rc = FANNS_ENOMEM;
-        else rc = fanns_hnsw_search(c->hnsw, req->query, ef, ef, accept_graph, &acc, probe, &np, &pst);
+        else rc = fanns_hnsw_search(c->hnsw, req->query, ef, ef, c->nstale ? accept_graph : NULL, &acc, probe, &np, &pst);
         for (size_t i = 0; rc == 0 && i < np; i++) pass += matches(&ms, probe[i].off);
         free(probe);
         if (rc) goto out;
         ex->dist_comps += pst.dist_comps;
         double local = np ? (double)pass / (double)np : 0.0;
         ex->local_selectivity = local;
-        if (local < 0.5 * sel || pass == 0) {
-            use_graph = false;
-        } else {
-            double widen = local < 0.125 ? 8.0 : 1.0 / local;
-            ef_graph = (size_t)((double)ef * widen);
-        }
+        double widen = local < 0.125 ? 8.0 : 1.0 / (local > 0 ? local : 1.0);
+        double graph_cost = (double)pst.dist_comps * widen;
+        if (local < 0.5 * sel || pass == 0 || graph_cost >= (double)est) use_graph = false;
+        else ef_graph = (size_t)((double)ef * widen);
     }
     if (use_graph) {
         size_t nh0 = *nh;
@@ -572,13 +570,13 @@ static int search_filtered(const fanns_coll_t *c, const fanns_search_req_t *req,
              * the query's region): the exact scan over the match set is the answer. */
             *nh = nh0;
             uint64_t dc = ex->dist_comps;
-            rc = search_scan(c, req, heap, nh, k, &ms, NULL, ex);
+            rc = search_scan(c, req, heap, nh, k, &ms, ex);
             ex->dist_comps += dc;
             ex->strategy = "hnsw_filtered+exact_fallback";
         }
     } else {
         uint64_t dc = ex->dist_comps;
-        rc = search_scan(c, req, heap, nh, k, &ms, NULL, ex);
+        rc = search_scan(c, req, heap, nh, k, &ms, ex);
         ex->dist_comps += dc;
     }
 out:
@@ -617,10 +615,10 @@ int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_
         rc = search_graph(c, req, heap, &nh, k, NULL, &ex);
         if (rc == 1) { /* fewer than k reachable: answer exactly */
             nh = 0;
-            rc = search_scan(c, req, heap, &nh, k, NULL, NULL, &ex);
+            rc = search_scan(c, req, heap, &nh, k, NULL, &ex);
         }
     }
-    else rc = search_scan(c, req, heap, &nh, k, NULL, NULL, &ex);
+    else rc = search_scan(c, req, heap, &nh, k, NULL, &ex);
     if (req->explain) *req->explain = ex;
     if (rc) {
         fanns_err_set(err, rc, NULL, "out of memory");

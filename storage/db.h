@@ -54,7 +54,7 @@ void fanns_db_close(fanns_db_t *db);
 typedef enum {
     FANNS_W_CREATE_COLL = 1,    /* collection, config, dim, metric */
     FANNS_W_DROP_COLL,          /* collection */
-    FANNS_W_UPSERT,             /* collection, n, ids, vectors, payloads */
+    FANNS_W_UPSERT,             /* collection, dim (must equal the collection's), n, ids, vectors, payloads */
     FANNS_W_DELETE,             /* collection, ids[n] or filter */
     FANNS_W_SET_PAYLOAD,        /* collection, payload, ids[n] or filter, optional key */
     FANNS_W_OVERWRITE_PAYLOAD,  /* collection, payload, ids[n] or filter */

@@ -203,6 +203,7 @@ int main(int argc, char **argv) {
     memset(&err, 0, sizeof(err));
     if (parse(argc, argv, &o)) return 2;
     fanns_log_set_level(FANNS_LOG_WARN);
+    fanns_dist_init(); /* as fannsd's main does: pick the SIMD kernels before any distance */
 
     path_in(path, sizeof(path), o.data, "base.npy");
     if (bench_npy_read(path, &base)) goto done;

@@ -95,15 +95,22 @@ def run_dataset(a, n, d, raw):
     if "fanns" in a.systems:
         info["fanns_run"] = run([os.path.join(a.build_dir, "tests", "bench", "bench_filtered"), "--data", data, "--ef",
                                  a.fanns_ef, "--reps", str(a.reps), "--out", raw + "-fanns.jsonl"])
-    peers = [s for s in a.systems.split(",") if s in ("bruteforce", "faiss", "hnswlib")]
-    if peers:
-        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        info["peers_run"] = run([sys.executable, os.path.join(HERE, "bench_filtered_peers.py"), "--data", data,
-                                 "--systems", ",".join(peers), "--faiss-ef", a.faiss_ef, "--hnswlib-c", a.hnswlib_c,
-                                 "--hnswlib-ef", a.hnswlib_ef, "--reps", str(a.peer_reps), "--out",
-                                 raw + "-peers.jsonl"], env=env)
+    # One process per peer, each with its own raw file, so one system can be re-run alone.
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    for peer in [s for s in a.systems.split(",") if s in ("bruteforce", "faiss", "hnswlib")]:
+        info[peer + "_run"] = run([sys.executable, os.path.join(HERE, "bench_filtered_peers.py"), "--data", data,
+                                   "--systems", peer, "--faiss-ef", a.faiss_ef, "--hnswlib-c", a.hnswlib_c,
+                                   "--hnswlib-ef", a.hnswlib_ef, "--reps", str(a.peer_reps), "--out",
+                                   f"{raw}-peers-{peer}.jsonl"], env=env)
+    old = {}
+    if os.path.exists(raw + "-info.json"):
+        with open(raw + "-info.json") as f:
+            old = json.load(f)
+    cmds = old.get("commands", [])
+    old.update(info)
+    old["commands"] = cmds + [" ".join(["tests/bench/run_filtered.py"] + a.argv)]
     with open(raw + "-info.json", "w") as f:
-        json.dump(info, f)
+        json.dump(old, f)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,7 +120,7 @@ def run_dataset(a, n, d, raw):
 def load_raw(raw):
     """Returns {(system, config): [query records]} and the build records."""
     groups, builds = collections.defaultdict(list), []
-    for suffix in ("-fanns.jsonl", "-peers.jsonl"):
+    for suffix in ("-fanns.jsonl",) + tuple(f"-peers-{p}.jsonl" for p in ("bruteforce", "faiss", "hnswlib")):
         p = raw + suffix
         if not os.path.exists(p):
             continue
@@ -356,7 +363,8 @@ def report(a, datasets):
           f"- Machine: {mi['cpu']} ({mi['simd']}), {mi['cores']} cores, Linux {mi['kernel']}; python {mi['python']}, "
           f"numpy {mi['versions']['numpy']}, faiss {mi['versions']['faiss']}, hnswlib {mi['versions']['hnswlib']}; "
           f"fanns commit {mi['commit']} plus the working tree.",
-          "- Command: `/usr/bin/python3 tests/bench/run_filtered.py " + " ".join(a.argv) + "`",
+          "- Command: `/usr/bin/python3 tests/bench/run_filtered.py [--dims D]` (the exact invocations that "
+          "produced each dataset's raw results are listed under it); `--report-only` re-renders this file.",
           "- Workload: `../shared/workload/arxiv_like.py --n N --dim D --queries 1000 --k 10 --seed 1`, cosine; the "
           "900 filtered queries of queries.jsonl, exact filtered top-10 in gt.npy. Cells are (filter kind, selectivity "
           "bucket, correlation of the filter with the query's topic).",
@@ -368,8 +376,10 @@ def report(a, datasets):
           f"filter compile + query normalisation + `fanns_coll_search` (limit 10, hnsw_ef swept over {a.fanns_ef}) + "
           f"freeing the hits; one untimed pass (recall, explain), then {a.reps} timed passes.",
           "- bruteforce: numpy exact pre-filter. The matching ids are given for free (as a payload index would "
-          "give them); timed is only `base[ids] @ q`, `argpartition` and the sort of the 10 best. "
-          f"{a.peer_reps} timed runs per query.",
+          "give them); timed is only the scoring and the top 10: `gather` scores the matching rows "
+          "(`base[ids] @ q`), `dense` scores all rows with one matrix-vector product and keeps the matching "
+          "scores (`(base @ q)[ids]`); then `argpartition` and the sort of the 10 best. The faster variant is kept "
+          f"per cell. {a.peer_reps} timed runs per query.",
           f"- faiss-hnsw-sel: FAISS IndexHNSWFlat (M 16, efConstruction 200, inner product) with IDSelectorBitmap via "
           f"SearchParametersHNSW(sel); ef {a.faiss_ef}. FAISS 1.7.3 (Debian) reads the beam width from both "
           "`SearchParametersHNSW.efSearch` and `index.hnsw.efSearch` once parameters are passed (setting only one "
@@ -404,11 +414,13 @@ def report(a, datasets):
             else:
                 md.append(f"- {b['system']} build: " + ("cached from an earlier run" if b.get("cached")
                                                         else f"{b['build_s']:.1f} s"))
-        for k in ("fanns_run", "peers_run"):
-            if k in info:
+        for k in sorted(info):
+            if k.endswith("_run"):
                 r = info[k]
-                md.append(f"- {k.split('_')[0]} run: {r['wall_s']} s wall; load average (1, 5, 15 min) before "
+                md.append(f"- {k[:-4]} run: {r['wall_s']} s wall; load average (1, 5, 15 min) before "
                           f"{r['loadavg_before']}, after {r['loadavg_after']}.")
+        for c in info.get("commands", []):
+            md.append(f"- raw results from: `/usr/bin/python3 {c}`")
         nmiss = sum(1 for r in rows if r["miss"])
         md += ["", f"{len(rows)} cells; {len(rows) - nmiss} meet every target.", ""]
         if have_plot:
