@@ -783,10 +783,12 @@ void fanns_api_handle(fanns_api_t *api, const fanns_api_req_t *req, fanns_api_re
         if (strcmp(req->method, "POST") == 0 && ((pl >= 14 && strcmp(req->path + pl - 14, "/points/search") == 0) ||
                                                  (pl >= 13 && strcmp(req->path + pl - 13, "/points/query") == 0))) {
             fast = fanns__json_fastvec(text, tlen, &flen, &ctx.fv);
-            if (fast) {
-                text = fast;
-                tlen = flen;
-            }
+        } else if (strcmp(req->method, "PUT") == 0 && pl >= 7 && strcmp(req->path + pl - 7, "/points") == 0) {
+            fast = fanns__json_fastvecs_upsert(text, tlen, &flen, &ctx.fvs);
+        }
+        if (fast) {
+            text = fast;
+            tlen = flen;
         }
         char *prot = fanns__json_u64_protect(text, tlen, &plen);
         ctx.u64_protected = prot != NULL;
@@ -821,4 +823,5 @@ out:;
     json_decref(doc);
     json_decref(ctx.body);
     free(ctx.fv.v);
+    fanns__json_fastvecs_free(&ctx.fvs);
 }

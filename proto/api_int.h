@@ -30,6 +30,7 @@ typedef struct api_ctx {
     bool wait;              /* ?wait=true */
     bool u64_protected;     /* body had integers above INT64_MAX (json_u64.h) */
     fanns_fastvec_t fv;     /* query vector taken out of the body (json_fastvec.h) */
+    fanns_fastvecs_t fvs;   /* upsert vectors taken out of the body (json_fastvec.h) */
     json_t *result;         /* success result (owned) */
     int http_status;        /* success status, 200 unless set */
     fanns_err_t err;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,5 +116,134 @@ char *fanns__json_fastvec(const char *s, size_t len, size_t *out_len, fanns_fast
         if (c == '{' || c == '[') depth++;
         else if (c == '}' || c == ']') depth--;
     }
+    return NULL;
+}
+
+/* ---- upsert bodies ------------------------------------------------------------------ */
+
+enum { K_OTHER = 0, K_POINTS, K_BATCH, K_VECTORS, K_VECTOR };
+
+typedef struct frame {
+    char type;              /* '{' or '[' */
+    int key;                /* for '{': the key whose value comes next; for '[': its own key */
+} frame_t;
+
+static int key_id(const char *s, size_t n) {
+    if (n == 6 && memcmp(s, "points", 6) == 0) return K_POINTS;
+    if (n == 5 && memcmp(s, "batch", 5) == 0) return K_BATCH;
+    if (n == 7 && memcmp(s, "vectors", 7) == 0) return K_VECTORS;
+    if (n == 6 && memcmp(s, "vector", 6) == 0) return K_VECTOR;
+    return K_OTHER;
+}
+
+void fanns__json_fastvecs_free(fanns_fastvecs_t *t) {
+    free(t->vals);
+    free(t->starts);
+    free(t->bad);
+    memset(t, 0, sizeof(*t));
+}
+
+/* Appends bytes to a growing buffer; false on allocation failure. */
+static bool put(char **out, size_t *o, size_t *cap, const char *p, size_t n) {
+    if (*o + n + 1 > *cap) {
+        size_t nc = (*cap ? *cap * 2 : 4096) + n;
+        char *b = realloc(*out, nc);
+        if (!b) return false;
+        *out = b;
+        *cap = nc;
+    }
+    memcpy(*out + *o, p, n);
+    *o += n;
+    return true;
+}
+
+char *fanns__json_fastvecs_upsert(const char *s, size_t len, size_t *out_len, fanns_fastvecs_t *t) {
+    frame_t st[8];
+    int depth = 0;
+    char *out = NULL;
+    size_t o = 0, cap = 0, last = 0, vcap = 0, scap = 0;
+    memset(t, 0, sizeof(*t));
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '"') {
+            size_t start = i + 1, j = start;
+            while (j < len && s[j] != '"') j += s[j] == '\\' ? 2 : 1;
+            if (j >= len) goto none;
+            i = j;
+            if (depth > 0 && st[depth - 1].type == '{') {
+                size_t k = skip_ws(s, j + 1, len);
+                if (k < len && s[k] == ':') st[depth - 1].key = key_id(s + start, j - start);
+            }
+            continue;
+        }
+        if (c == '[') {
+            /* points[i].vector: stack {top} [points] {point}, key vector.
+             * batch.vectors[i]: stack {top} {batch} [vectors]. */
+            bool take = (depth == 3 && st[0].type == '{' && st[1].type == '[' && st[1].key == K_POINTS &&
+                         st[2].type == '{' && st[2].key == K_VECTOR) ||
+                        (depth == 3 && st[0].type == '{' && st[0].key == K_BATCH && st[1].type == '{' &&
+                         st[1].key == K_VECTORS && st[2].type == '[' && st[2].key == K_VECTORS);
+            if (take) {
+                fanns_fastvec_t fv;
+                memset(&fv, 0, sizeof(fv));
+                size_t end = parse_array(s, i, len, &fv);
+                if (end && fv.n > 0) {
+                    if (t->n + 2 > scap) {
+                        scap = scap ? scap * 2 : 256;
+                        size_t *ns = realloc(t->starts, scap * sizeof(*ns));
+                        unsigned char *nb = realloc(t->bad, scap);
+                        if (ns) t->starts = ns;
+                        if (nb) t->bad = nb;
+                        if (!ns || !nb) {
+                            free(fv.v);
+                            goto none;
+                        }
+                    }
+                    size_t base = t->n ? t->starts[t->n] : 0;
+                    if (base + fv.n > vcap) {
+                        vcap = (vcap ? vcap * 2 : 65536) + fv.n;
+                        float *nv = realloc(t->vals, vcap * sizeof(float));
+                        if (!nv) {
+                            free(fv.v);
+                            goto none;
+                        }
+                        t->vals = nv;
+                    }
+                    memcpy(t->vals + base, fv.v, fv.n * sizeof(float));
+                    free(fv.v);
+                    t->starts[t->n] = base;
+                    t->starts[t->n + 1] = base + fv.n;
+                    t->bad[t->n] = (unsigned char)fv.bad;
+                    char mark[48];
+                    int ml = snprintf(mark, sizeof(mark), "\"\\u0002fv:%zu\"", t->n);
+                    t->n++;
+                    if (!put(&out, &o, &cap, s + last, i - last) || !put(&out, &o, &cap, mark, (size_t)ml)) goto none;
+                    last = end;
+                    i = end - 1;
+                    continue;
+                }
+                free(fv.v);
+            }
+        }
+        if (c == '{' || c == '[') {
+            if (depth == 8) goto none; /* deeper than any vector we take: nothing to do */
+            /* An array remembers the key it is the value of; an object starts with none. */
+            int k = (c == '[' && depth > 0 && st[depth - 1].type == '{') ? st[depth - 1].key : K_OTHER;
+            st[depth].type = c;
+            st[depth].key = k;
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0) goto none;
+            depth--;
+        }
+    }
+    if (t->n == 0) goto none;
+    if (!put(&out, &o, &cap, s + last, len - last)) goto none;
+    out[o] = 0;
+    *out_len = o;
+    return out;
+none:
+    free(out);
+    fanns__json_fastvecs_free(t);
     return NULL;
 }

@@ -25,4 +25,19 @@ typedef struct fanns_fastvec {
  * "[]" and fills fv; otherwise returns NULL and fv->key is NULL. */
 char *fanns__json_fastvec(const char *body, size_t len, size_t *out_len, fanns_fastvec_t *fv);
 
+/* The vectors of an upsert body: `points[i].vector` and `batch.vectors[i]` arrays of numbers.
+ * Each one is parsed into floats appended to vals (offsets in starts), and replaced in the
+ * returned copy of the body by the string FANNS_FASTVEC_MARK "<index>".  Arrays anywhere else
+ * (payloads) are left alone.  Returns NULL (and an empty table) when there is nothing to take. */
+#define FANNS_FASTVEC_MARK "\002fv:" /* octal: a hex escape would swallow the f */
+typedef struct fanns_fastvecs {
+    float *vals;            /* malloc'd, all vectors back to back */
+    size_t *starts;         /* malloc'd [n + 1]: vector i is vals[starts[i] .. starts[i+1]) */
+    size_t n;
+    unsigned char *bad;     /* malloc'd [n]: 1 if vector i has a number out of float range */
+} fanns_fastvecs_t;
+
+char *fanns__json_fastvecs_upsert(const char *body, size_t len, size_t *out_len, fanns_fastvecs_t *t);
+void fanns__json_fastvecs_free(fanns_fastvecs_t *t);
+
 #endif

@@ -300,7 +300,28 @@ int fanns__api_points_upsert(api_ctx_t *ctx, const char *name) {
             goto fail;
         }
         float *dst = e->vectors + i * (size_t)dim;
-        if ((rc = fanns__api_parse_vector(vec, dim, dst, path, &ctx->err)) != 0) goto fail;
+        size_t ml = strlen(FANNS_FASTVEC_MARK);
+        if (json_is_string(vec) && strncmp(json_string_value(vec), FANNS_FASTVEC_MARK, ml) == 0) {
+            /* Parsed by the fast path (json_fastvec.h). */
+            char *end;
+            unsigned long long vi = strtoull(json_string_value(vec) + ml, &end, 10);
+            if (*end || vi >= ctx->fvs.n) {
+                rc = fanns_err_set(&ctx->err, FANNS_EINVAL, path, "Format error in JSON body: %s.vector must be an array of numbers", path);
+                goto fail;
+            }
+            size_t got = ctx->fvs.starts[vi + 1] - ctx->fvs.starts[vi];
+            if (got != dim) {
+                rc = fanns_err_set(&ctx->err, FANNS_EVALIDATE, path, "Wrong input: Vector dimension error: expected dim: %u, got %zu", dim, got);
+                goto fail;
+            }
+            if (ctx->fvs.bad[vi]) {
+                rc = fanns_err_set(&ctx->err, FANNS_EVALIDATE, path, "Validation error: %s.vector has a number that is not a finite float32", path);
+                goto fail;
+            }
+            memcpy(dst, ctx->fvs.vals + ctx->fvs.starts[vi], dim * sizeof(float));
+        } else if ((rc = fanns__api_parse_vector(vec, dim, dst, path, &ctx->err)) != 0) {
+            goto fail;
+        }
         if (metric == FANNS_METRIC_COSINE) fanns_vec_normalize(dst, dim);
         if (pay && !json_is_null(pay)) {
             if (!json_is_object(pay)) {

@@ -256,6 +256,38 @@ START_TEST(test_fast_vector_path) {
 }
 END_TEST
 
+
+START_TEST(test_fast_upsert_path) {
+    json_decref(ok("PUT", "/collections/f", "{\"vectors\":{\"size\":3,\"distance\":\"Euclid\"}}"));
+    /* points form, batch form, the named default form, and a payload that has its own
+     * "vector" and "vectors" arrays, which must be stored untouched. */
+    json_decref(ok("PUT", "/collections/f/points",
+                   "{\"points\":[{\"id\":1,\"vector\":[1.5,-2,3e-1],\"payload\":{\"vector\":[9,8,7],\"vectors\":[[1,2]]}},"
+                   "{\"vector\":{\"\":[0,0,1]},\"id\":2}]}"));
+    json_decref(ok("PUT", "/collections/f/points",
+                   "{\"batch\":{\"ids\":[3,4],\"vectors\":[[0.25,0.5,0.75],[1,1,1]],\"payloads\":[{\"vector\":[1,2,3]},null]}}"));
+    json_t *r = ok("POST", "/collections/f/points", "{\"ids\":[1,2,3,4],\"with_vector\":true}");
+    ck_assert_uint_eq(json_array_size(r), 4);
+    json_t *p1 = json_array_get(r, 0), *p3 = json_array_get(r, 2);
+    ck_assert_double_eq(json_real_value(json_array_get(json_object_get(p1, "vector"), 0)), 1.5);
+    ck_assert_double_eq_tol(json_real_value(json_array_get(json_object_get(p1, "vector"), 2)), 0.3, 1e-7);
+    ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(json_object_get(p1, "payload"), "vector"), 0)), 9);
+    ck_assert_uint_eq(json_array_size(json_object_get(json_object_get(p1, "payload"), "vectors")), 1);
+    ck_assert_double_eq(json_real_value(json_array_get(json_object_get(json_array_get(r, 1), "vector"), 2)), 1.0);
+    ck_assert_double_eq(json_real_value(json_array_get(json_object_get(p3, "vector"), 1)), 0.5);
+    ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(json_object_get(p3, "payload"), "vector"), 2)), 3);
+    json_decref(r);
+    expect_error("PUT", "/collections/f/points", "{\"points\":[{\"id\":5,\"vector\":[1,2]}]}", 422);
+    expect_error("PUT", "/collections/f/points", "{\"batch\":{\"ids\":[5],\"vectors\":[[1,2,3,4]]}}", 422);
+    expect_error("PUT", "/collections/f/points", "{\"points\":[{\"id\":5,\"vector\":[1,2,1e40]}]}", 422);
+    expect_error("PUT", "/collections/f/points", "{\"points\":[{\"id\":5,\"vector\":[1,2,.5]}]}", 400);
+    expect_error("PUT", "/collections/f/points", "{\"points\":[{\"id\":5,\"vector\":\"\\u0002fv:0\"}]}", 400);
+    r = ok("POST", "/collections/f/points/count", "{}");
+    ck_assert_int_eq(json_integer_value(json_object_get(r, "count")), 4);
+    json_decref(r);
+}
+END_TEST
+
 int main(void) {
     fanns_dist_init();
     Suite *s = suite_create("proto/api");
@@ -268,6 +300,7 @@ int main(void) {
     tcase_add_test(tc, test_payload_ops);
     tcase_add_test(tc, test_u64_ids);
     tcase_add_test(tc, test_fast_vector_path);
+    tcase_add_test(tc, test_fast_upsert_path);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
