@@ -8,10 +8,20 @@
  * ground truth and single-thread QPS with bench_common.h (whole passes over the queries,
  * repeated; best and median pass).  Prints JSON lines: one "build", one "search" per ef, one
  * "memory" (peak RSS from getrusage and the RSS right after loading the data, so the index's
- * own share can be told apart from the loaded arrays).
+ * own share can be told apart from the loaded arrays).  The build line also says whether
+ * fanns_hnsw_check passed (every node reachable, links valid).
+ *
+ * --churn (bench_hnsw's own option) then deletes a seeded random half of the points, inserts
+ * the same vectors again at the freed offsets (fanns_hnsw_insert_many replaces a node in
+ * place), checks the graph again and prints one "churn" line per ef with the recall of the
+ * churned graph next to the fresh build's, to show that deletes and re-inserts do not wear the
+ * graph down.
  */
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bench_common.h"
 #include "distance.h"
@@ -35,6 +45,52 @@ static int search(void *ctx, const float *q, size_t k, size_t ef, long long *ids
     return 0;
 }
 
+/* splitmix64, for the seeded choice of the points to churn */
+static uint64_t mix(uint64_t *st) {
+    uint64_t z = (*st += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Deletes a seeded random half of the n points, re-inserts them, and prints one "churn" line
+ * per ef next to the fresh build's recall (fresh[]).  Returns 0 or -1. */
+static int churn(const bench_opts_t *o, fanns_hnsw_t *h, uint32_t *offs, size_t n, vec_ctx_t *vc,
+                 const bench_npy_t *q, const bench_npy_t *gt, const double *fresh) {
+    fanns_err_t err = {0};
+    uint64_t st = 1;
+    for (size_t i = n; i > 1; i--) { /* Fisher-Yates: offs[0..n/2) are the churned points */
+        size_t j = (size_t)(mix(&st) % i);
+        uint32_t t = offs[i - 1];
+        offs[i - 1] = offs[j];
+        offs[j] = t;
+    }
+    size_t nc = n / 2;
+    double t0 = bench_now();
+    for (size_t i = 0; i < nc; i++) fanns_hnsw_delete(h, offs[i]);
+    if (fanns_hnsw_count(h) != n - nc) return -1;
+    double t1 = bench_now();
+    if (fanns_hnsw_insert_many(h, offs, nc, vec_of, vc, (int)o->threads, &err)) {
+        fprintf(stderr, "churn: %s\n", err.msg);
+        return -1;
+    }
+    double reinsert_s = bench_now() - t1;
+    if (fanns_hnsw_count(h) != n) return -1;
+    int crc = fanns_hnsw_check(h, &err);
+    if (crc) fprintf(stderr, "graph check after churn failed: %s\n", err.msg);
+    for (size_t i = 0; i < o->nef; i++) {
+        bench_point_t pt;
+        if (bench_run_ef(o, q, gt, o->efs[i], search, h, &pt)) return -1;
+        printf("{\"system\":\"fanns\",\"kind\":\"churn\",\"ef\":%zu,\"k\":%u,\"nq\":%zu,\"churned\":%zu,"
+               "\"recall\":%.4f,\"fresh_recall\":%.4f,\"qps\":%.1f,\"qps_median\":%.1f,\"delete_s\":%.3f,"
+               "\"reinsert_s\":%.3f,\"graph_ok\":%s}\n",
+               o->efs[i], o->k, q->rows, nc, pt.recall, fresh[i], pt.qps_best, pt.qps_median, t1 - t0, reinsert_s,
+               crc ? "false" : "true");
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     bench_opts_t o;
     bench_npy_t base, q, gt;
@@ -42,7 +98,19 @@ int main(int argc, char **argv) {
     fanns_hnsw_t *h = NULL;
     uint32_t *offs = NULL;
     int rc = 1;
-    if (bench_parse(argc, argv, &o)) return 2;
+    double fresh[32];
+    bool do_churn = false;
+    /* --churn is this program's own flag: take it out before the shared parser sees argv */
+    int argn = 0;
+    for (int i = 0; i < argc; i++) {
+        if (i > 0 && !strcmp(argv[i], "--churn")) do_churn = true;
+        else argv[argn++] = argv[i];
+    }
+    argc = argn;
+    if (bench_parse(argc, argv, &o)) {
+        fprintf(stderr, "          [--churn]  then delete and re-insert half of the points, measure again\n");
+        return 2;
+    }
     if (bench_load(&o, &base, &q, &gt)) return 1;
     fanns_dist_init();
     size_t n = base.rows, d = base.cols;
@@ -65,9 +133,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "index holds %zu nodes, expected %zu\n", fanns_hnsw_count(h), n);
         goto fail;
     }
+    fanns_err_t cerr = {0};
+    int crc = fanns_hnsw_check(h, &cerr);
     printf("{\"system\":\"fanns\",\"kind\":\"build\",\"n\":%zu,\"dim\":%zu,\"m\":%u,\"ef_construction\":%u,"
-           "\"threads\":%u,\"build_s\":%.3f,\"index_bytes\":%zu,\"isa\":\"%s\"}\n",
-           n, d, o.m, o.efc, o.threads, build_s, fanns_hnsw_memory(h), fanns_dist_isa());
+           "\"threads\":%u,\"build_s\":%.3f,\"index_bytes\":%zu,\"isa\":\"%s\",\"graph_ok\":%s}\n",
+           n, d, o.m, o.efc, o.threads, build_s, fanns_hnsw_memory(h), fanns_dist_isa(), crc ? "false" : "true");
+    if (crc) fprintf(stderr, "graph check failed: %s\n", cerr.msg);
     fflush(stdout);
 
     for (size_t i = 0; i < o.nef; i++) {
@@ -80,6 +151,11 @@ int main(int argc, char **argv) {
                "\"qps\":%.1f,\"qps_median\":%.1f,\"passes\":%u}\n",
                o.efs[i], o.k, q.rows, pt.recall, pt.qps_best, pt.qps_median, pt.passes);
         fflush(stdout);
+        fresh[i] = pt.recall;
+    }
+    if (do_churn && churn(&o, h, offs, n, &vc, &q, &gt, fresh)) {
+        fprintf(stderr, "churn failed\n");
+        goto fail;
     }
     printf("{\"system\":\"fanns\",\"kind\":\"memory\",\"peak_rss_bytes\":%lld,\"rss_after_load_bytes\":%lld}\n",
            bench_peak_rss(), rss_loaded);

@@ -13,6 +13,9 @@ system:
 All HNSW builds use M=16, ef_construction=200 and all cores; searches are single-threaded
 over the workload's unfiltered queries (filter == null), whose exact top-10 is in gt.npy.
 
+With --churn, fanns then deletes a seeded random half of the points, re-inserts them at the
+freed offsets and measures recall again at every ef, next to the fresh build's.
+
 Each system's recall -> QPS curve is interpolated (log QPS linear in recall between measured
 points) to give QPS at recall 0.90, 0.95 and 0.98, and ratios against hnswlib are printed.
 Results are merged into <out>/bench-results.json (datasets not re-run are kept) and
@@ -96,6 +99,8 @@ def run_system(a, sysname, ds):
               "--efc", "200", "--reps", str(a.reps), "--min-time", str(a.min_time)]
     if sysname == "fanns":
         cmd = [os.path.join(a.build_dir, "tests", "bench", "bench_hnsw")] + common + ["--threads", "0"]
+        if a.churn:
+            cmd.append("--churn")
     elif sysname == "hnswlib":
         cmd = [os.path.join(a.build_dir, "tests", "bench", "bench_hnswlib")] + common + ["--threads", "0"]
     elif sysname == "faiss":
@@ -119,14 +124,17 @@ def run_system(a, sysname, ds):
     for line in r.stdout.splitlines():
         if line.startswith("{"):
             j = json.loads(line)
-            if j["kind"] == "search":
-                res["search"].append(j)
+            if j["kind"] in ("search", "churn"):
+                res.setdefault(j["kind"], []).append(j)
             else:
                 res[j["kind"]] = j
     b = res["build"]
     log(f"  {sysname}: build {b['build_s']:.1f} s; " +
         ", ".join(f"ef {p['ef']}: {p['recall']:.3f}/{p['qps']:.0f}" for p in res["search"]) +
         f"; peak RSS {res['memory']['peak_rss_bytes'] / 2**20:.0f} MiB ({time.time() - t0:.0f} s)")
+    if res.get("churn"):
+        log("  fanns after churn: " + ", ".join(f"ef {p['ef']}: {p['recall']:.3f} (fresh {p['fresh_recall']:.3f})"
+                                                for p in res["churn"]))
     return res
 
 
@@ -514,6 +522,22 @@ def write_markdown(all_ds, out):
             L += ["", f"Exact brute force (numpy/OpenBLAS matrix-vector product, one query per call, one thread): recall {p['recall']:.3f}, "
                       f"{p['qps']:,.0f} QPS ({p['qps_median']:,.0f} median); peak RSS "
                       f"{fmt(mib(x['memory']['peak_rss_bytes']), 0)} MiB."]
+        ch = (r.get("fanns") or {}).get("churn")
+        if ch:
+            c0 = ch[0]
+            drop = max(p["fresh_recall"] - p["recall"] for p in ch)
+            verdict = (f"largest recall drop against the fresh build: {drop:.3f}" if drop > 0
+                       else "recall is nowhere below the fresh build's")
+            L += ["", "### fanns after churn (delete and re-insert half of the points)", "",
+                  f"After the measurements above, {c0['churned']:,} points (a seeded random half) were deleted and the "
+                  f"same vectors inserted again at the freed offsets ({c0['reinsert_s']:.1f} s on "
+                  f"{r['fanns']['build']['threads']} threads); graph check after churn: "
+                  f"{'passed' if c0.get('graph_ok') else 'FAILED'}; {verdict}.", "",
+                  "| ef | recall, fresh build | recall after churn | difference | QPS after churn (median) |",
+                  "|---:|---:|---:|---:|---|"]
+            for p in ch:
+                L.append(f"| {p['ef']} | {p['fresh_recall']:.3f} | {p['recall']:.3f} | "
+                         f"{p['recall'] - p['fresh_recall']:+.3f} | {p['qps']:,.0f} ({p['qps_median']:,.0f}) |")
         hp = r.get("http")
         L += ["", "### fanns over HTTP", ""]
         if not hp:
@@ -571,6 +595,12 @@ def check(all_ds, ran, a):
                 bad.append(f"{ds['name']}/{s}: best recall {best} < {floor}")
             if x["memory"]["peak_rss_bytes"] <= 0 or x["build"]["build_s"] < 0:
                 bad.append(f"{ds['name']}/{s}: bad build/memory line")
+            if x["build"].get("graph_ok") is False:
+                bad.append(f"{ds['name']}/{s}: graph check failed after the build")
+            if s == "fanns" and a.churn:
+                ch = x.get("churn") or []
+                if len(ch) != len(x["search"]) or any(not p.get("graph_ok") for p in ch):
+                    bad.append(f"{ds['name']}/fanns: churn missing or graph check failed after it: {ch}")
         hp = r.get("http")
         if hp is not None:
             if hp.get("error"):
@@ -624,6 +654,8 @@ def main():
     ap.add_argument("--skip-faiss", action="store_true", help="skip the FAISS HNSW and exact baselines")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already in --build-dir")
     ap.add_argument("--check", action="store_true", help="verify outputs parse and are sane; exit 1 if not")
+    ap.add_argument("--churn", action="store_true",
+                    help="fanns: then delete and re-insert half of the points and measure recall again")
     a = ap.parse_args()
     if a.quick:
         a.sizes, a.dims, a.efs = "20000", "128", "16,32,64,128"
