@@ -655,13 +655,16 @@ static int search_one(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const
     return rc;
 }
 
-int fanns__api_points_search(api_ctx_t *ctx, const char *name, bool batch) {
+typedef int (*one_fn)(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const char *path, json_t **out);
+
+/* One request, or {"searches": [...]} answered as a list, for /search(/batch) and /query(/batch). */
+static int run_one_or_batch(api_ctx_t *ctx, const char *name, bool batch, one_fn one, const char *what) {
     fanns_coll_t *c = NULL;
     int rc;
-    if ((rc = need_body(ctx, "{vector, limit}")) != 0) return rc;
+    if ((rc = need_body(ctx, what)) != 0) return rc;
     if ((rc = get_coll(ctx, name, &c)) != 0) return rc;
     if (!batch) {
-        rc = search_one(ctx, c, ctx->body, "", &ctx->result);
+        rc = one(ctx, c, ctx->body, "", &ctx->result);
     } else {
         static const char *const top[] = {"searches", NULL};
         json_t *s = json_object_get(ctx->body, "searches");
@@ -677,13 +680,17 @@ int fanns__api_points_search(api_ctx_t *ctx, const char *name, bool batch) {
             json_t *r = NULL;
             char p[48];
             snprintf(p, sizeof(p), "searches[%zu]", i);
-            if ((rc = search_one(ctx, c, b, p, &r)) != 0) goto out;
+            if ((rc = one(ctx, c, b, p, &r)) != 0) goto out;
             json_array_append_new(ctx->result, r);
         }
     }
 out:
     fanns_coll_release(c);
     return rc;
+}
+
+int fanns__api_points_search(api_ctx_t *ctx, const char *name, bool batch) {
+    return run_one_or_batch(ctx, name, batch, search_one, "{vector, limit}");
 }
 
 static int query_one(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const char *path, json_t **out) {
@@ -745,32 +752,5 @@ out:
 }
 
 int fanns__api_points_query(api_ctx_t *ctx, const char *name, bool batch) {
-    fanns_coll_t *c = NULL;
-    int rc;
-    if ((rc = need_body(ctx, "{query, limit}")) != 0) return rc;
-    if ((rc = get_coll(ctx, name, &c)) != 0) return rc;
-    if (!batch) {
-        rc = query_one(ctx, c, ctx->body, "", &ctx->result);
-    } else {
-        static const char *const top[] = {"searches", NULL};
-        json_t *s = json_object_get(ctx->body, "searches");
-        if ((rc = fanns__api_check_fields(ctx->body, "", top, &ctx->err)) != 0) goto out;
-        if (!json_is_array(s)) {
-            rc = fanns_err_set(&ctx->err, FANNS_EINVAL, "searches", "Format error in JSON body: searches must be an array");
-            goto out;
-        }
-        ctx->result = json_array();
-        size_t i;
-        json_t *b;
-        json_array_foreach(s, i, b) {
-            json_t *r = NULL;
-            char p[48];
-            snprintf(p, sizeof(p), "searches[%zu]", i);
-            if ((rc = query_one(ctx, c, b, p, &r)) != 0) goto out;
-            json_array_append_new(ctx->result, r);
-        }
-    }
-out:
-    fanns_coll_release(c);
-    return rc;
+    return run_one_or_batch(ctx, name, batch, query_one, "{query, limit}");
 }

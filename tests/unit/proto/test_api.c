@@ -288,6 +288,25 @@ START_TEST(test_fast_upsert_path) {
 }
 END_TEST
 
+
+START_TEST(test_batches) {
+    make_collection();
+    json_t *r = ok("POST", "/collections/c/points/search/batch",
+                   "{\"searches\":[{\"vector\":[1,0,0],\"limit\":1},{\"vector\":[0,1,0],\"limit\":2}]}");
+    ck_assert_uint_eq(json_array_size(r), 2);
+    ck_assert_uint_eq(json_array_size(json_array_get(r, 0)), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(json_array_get(r, 0), 0), "id")), 1);
+    ck_assert_uint_eq(json_array_size(json_array_get(r, 1)), 2);
+    json_decref(r);
+    r = ok("POST", "/collections/c/points/query/batch", "{\"searches\":[{\"query\":[0,1,0],\"limit\":1}]}");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(json_array_get(r, 0), "points"), 0), "id")),
+                     "550e8400-e29b-41d4-a716-446655440000");
+    json_decref(r);
+    expect_error("POST", "/collections/c/points/search/batch", "{\"searches\":[{\"vector\":[1,0],\"limit\":1}]}", 422);
+    expect_error("POST", "/collections/c/points/query/batch", "{\"searches\":{}}", 400);
+}
+END_TEST
+
 int main(void) {
     fanns_dist_init();
     Suite *s = suite_create("proto/api");
@@ -301,6 +320,7 @@ int main(void) {
     tcase_add_test(tc, test_u64_ids);
     tcase_add_test(tc, test_fast_vector_path);
     tcase_add_test(tc, test_fast_upsert_path);
+    tcase_add_test(tc, test_batches);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
