@@ -189,7 +189,10 @@ static int ensure_cap(fanns_coll_t *c, uint32_t need) {
 }
 
 int fanns__coll_alloc_slot(fanns_coll_t *c, uint32_t *off) {
-    if (c->nfree > 0) {
+    /* A freed offset is reused only while no graph exists: the graph keeps deleted nodes as
+     * tombstones that still route searches, and replacing a node in place is not yet safe at
+     * scale (see index/hnsw.c), so with a graph every new point gets a new offset. */
+    if (c->nfree > 0 && !c->hnsw) {
         *off = c->freelist[--c->nfree];
         return 0;
     }
