@@ -66,6 +66,15 @@ int fanns_hnsw_insert_many(fanns_hnsw_t *h, const uint32_t *offs, size_t n,
                            const float *(*vec_of)(void *ctx, uint32_t off), void *ctx, int nthreads,
                            fanns_err_t *err);
 
+/* Makes every live node reachable on level 0 from the entry point again.  fanns_hnsw_insert
+ * keeps small groups reachable as it prunes links, but concurrent inserts on clustered data
+ * can, rarely, cut off a whole region; this walks level 0 (O(nodes * links)) and links each
+ * node the walk misses from a nearby reachable node.  fanns_hnsw_insert_many calls it after
+ * a large parallel batch.  May run concurrently with searches and inserts (a cut made by an
+ * insert that overlaps the walk is left for the next call).  *relinked (may be NULL)
+ * receives the number of nodes linked again.  Returns 0 or FANNS_ENOMEM. */
+int fanns_hnsw_repair(fanns_hnsw_t *h, size_t *relinked, fanns_err_t *err);
+
 /* Marks off deleted: never returned again, still traversed until it is replaced by a later
  * insert at the same offset.  No-op if off holds no node. */
 void fanns_hnsw_delete(fanns_hnsw_t *h, uint32_t off);
