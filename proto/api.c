@@ -207,7 +207,18 @@ static const field_t OPT_FIELDS[] = {{"deleted_threshold", 'f'}, {"vacuum_min_ve
                                      {"prevent_unoptimized", 'b'}, {NULL, 0}};
 static const field_t WAL_FIELDS[] = {{"wal_capacity_mb", 'u'}, {"wal_segments_ahead", 'u'}, {"wal_retain_closed", 'u'}, {NULL, 0}};
 
-static int check_quantization(const json_t *q, const char *path, fanns_err_t *err) {
+/* fanns extension in every quantization kind: the training sample size (points). */
+static int check_sample(const json_t *v, const char *path, fanns_err_t *err) {
+    json_t *s = json_object_get(v, "fanns_training_sample");
+    if (s && !(json_is_integer(s) && json_integer_value(s) >= 256 && json_integer_value(s) <= (1 << 24)))
+        return fanns_err_set(err, FANNS_EVALIDATE, path, "Validation error: %s.fanns_training_sample must be an integer in [256, 16777216]",
+                             path);
+    return 0;
+}
+
+/* Validates a quantization_config; metric (or -1 when unknown) rules out binary with
+ * Manhattan, which the binary codec cannot estimate. */
+static int check_quantization(const json_t *q, const char *path, int metric, fanns_err_t *err) {
     if (!q || json_is_null(q)) return 0;
     if (!json_is_object(q) || json_object_size(q) != 1)
         return fanns_err_set(err, FANNS_EINVAL, path, "Format error in JSON body: %s must be one of {scalar}, {product}, {binary}", path);
@@ -215,7 +226,7 @@ static int check_quantization(const json_t *q, const char *path, fanns_err_t *er
     json_t *v = json_object_get(q, kind);
     if (!json_is_object(v)) return fanns_err_set(err, FANNS_EINVAL, path, "Format error in JSON body: %s.%s must be an object", path, kind);
     if (strcmp(kind, "scalar") == 0) {
-        static const char *const f[] = {"type", "quantile", "always_ram", NULL};
+        static const char *const f[] = {"type", "quantile", "always_ram", "fanns_training_sample", NULL};
         json_t *t = json_object_get(v, "type");
         if (fanns__api_check_fields(v, "quantization_config.scalar", f, err)) return err->code;
         if (!json_is_string(t) || strcmp(json_string_value(t), "int8") != 0)
@@ -223,21 +234,24 @@ static int check_quantization(const json_t *q, const char *path, fanns_err_t *er
         json_t *qq = json_object_get(v, "quantile");
         if (qq && !(json_is_number(qq) && json_number_value(qq) >= 0.5 && json_number_value(qq) <= 1.0))
             return fanns_err_set(err, FANNS_EVALIDATE, path, "Validation error: quantile must be in [0.5, 1]");
-        return 0;
+        return check_sample(v, path, err);
     }
     if (strcmp(kind, "product") == 0) {
-        static const char *const f[] = {"compression", "always_ram", NULL};
+        static const char *const f[] = {"compression", "always_ram", "fanns_training_sample", NULL};
         static const char *const comp[] = {"x4", "x8", "x16", "x32", "x64", NULL};
         if (fanns__api_check_fields(v, "quantization_config.product", f, err)) return err->code;
         json_t *c = json_object_get(v, "compression");
         bool ok = false;
         for (const char *const *p = comp; *p && json_is_string(c); p++) ok |= strcmp(*p, json_string_value(c)) == 0;
         if (!ok) return fanns_err_set(err, FANNS_EINVAL, path, "Format error in JSON body: product compression must be x4, x8, x16, x32 or x64");
-        return 0;
+        return check_sample(v, path, err);
     }
     if (strcmp(kind, "binary") == 0) {
-        static const char *const f[] = {"always_ram", "encoding", "query_encoding", NULL};
-        return fanns__api_check_fields(v, "quantization_config.binary", f, err);
+        static const char *const f[] = {"always_ram", "encoding", "query_encoding", "fanns_training_sample", NULL};
+        if (metric == FANNS_METRIC_MANHATTAN)
+            return fanns_err_set(err, FANNS_EVALIDATE, path, "Validation error: binary quantization does not support Manhattan distance");
+        if (fanns__api_check_fields(v, "quantization_config.binary", f, err)) return err->code;
+        return check_sample(v, path, err);
     }
     return fanns_err_set(err, FANNS_EINVAL, path, "Format error in JSON body: unknown quantization `%s`", kind);
 }
@@ -278,8 +292,8 @@ static int build_config(const json_t *body, json_t **out, uint32_t *dim, fanns_m
         return fanns_err_set(err, FANNS_EVALIDATE, "vectors.multivector_config", "Multivectors are not supported yet");
     if (json_object_get(body, "sparse_vectors") && !json_is_null(json_object_get(body, "sparse_vectors")))
         return fanns_err_set(err, FANNS_EVALIDATE, "sparse_vectors", "Sparse vectors are not supported yet");
-    if ((rc = check_quantization(json_object_get(body, "quantization_config"), "quantization_config", err)) != 0) return rc;
-    if ((rc = check_quantization(json_object_get(vec, "quantization_config"), "vectors.quantization_config", err)) != 0) return rc;
+    if ((rc = check_quantization(json_object_get(body, "quantization_config"), "quantization_config", m, err)) != 0) return rc;
+    if ((rc = check_quantization(json_object_get(vec, "quantization_config"), "vectors.quantization_config", m, err)) != 0) return rc;
 
     json_t *vparams = json_pack("{s:O, s:s}", "size", size, "distance", fanns_metric_name((fanns_metric_t)m));
     json_t *ondisk = json_object_get(vec, "on_disk");
@@ -406,18 +420,22 @@ int fanns__api_collection_update(api_ctx_t *ctx, const char *name) {
     if ((rc = fanns_db_coll_get(ctx->api->db, name, &c, &ctx->err)) != 0) return rc;
     fanns_coll_stats_t st;
     fanns_coll_stats(c, &st);
+    int metric = (int)fanns_coll_metric(c);
     fanns_coll_release(c);
     json_decref(st.payload_schema);
     json_t *cfg = json_deep_copy(st.config);
     json_decref(st.config);
+    /* Qdrant's QuantizationConfigDiff: "Disabled" removes quantization. */
+    json_t *q = json_object_get(ctx->body, "quantization_config");
+    bool q_disabled = json_is_string(q) && strcmp(json_string_value(q), "Disabled") == 0;
     if ((rc = merge_section(json_object_get(cfg, "hnsw_config"), json_object_get(ctx->body, "hnsw_config"), "hnsw_config",
                             HNSW_FIELDS, &ctx->err)) ||
         (rc = merge_section(json_object_get(cfg, "optimizer_config"), json_object_get(ctx->body, "optimizers_config"),
                             "optimizers_config", OPT_FIELDS, &ctx->err)) ||
-        (rc = check_quantization(json_object_get(ctx->body, "quantization_config"), "quantization_config", &ctx->err)))
+        (!q_disabled && (rc = check_quantization(q, "quantization_config", metric, &ctx->err))))
         goto fail;
-    json_t *q = json_object_get(ctx->body, "quantization_config");
-    if (q) json_object_set(cfg, "quantization_config", q);
+    if (q_disabled) json_object_set_new(cfg, "quantization_config", json_null());
+    else if (q) json_object_set(cfg, "quantization_config", q);
     json_t *md = json_object_get(ctx->body, "metadata");
     if (md && !json_is_null(md)) {
         if (!json_is_object(md)) {
@@ -441,7 +459,18 @@ int fanns__api_collection_update(api_ctx_t *ctx, const char *name) {
         if (!src) src = vec;
         static const char *const vf[] = {"on_disk", "hnsw_config", "quantization_config", NULL};
         if ((rc = fanns__api_check_fields(src, "vectors", vf, &ctx->err)) != 0) goto fail;
-        json_object_update(vp, src);
+        json_t *vq = json_object_get(src, "quantization_config");
+        if (json_is_string(vq) && strcmp(json_string_value(vq), "Disabled") == 0) {
+            /* Removes the vector-level setting (the collection-level one applies again). */
+            json_t *copy = json_deep_copy(src);
+            json_object_del(copy, "quantization_config");
+            json_object_del(vp, "quantization_config");
+            json_object_update(vp, copy);
+            json_decref(copy);
+        } else {
+            if ((rc = check_quantization(vq, "vectors.quantization_config", metric, &ctx->err)) != 0) goto fail;
+            json_object_update(vp, src);
+        }
     }
     fanns_wentry_t *e = fanns_wentry_new(FANNS_W_UPDATE_COLL);
     if (!e || !(e->collection = strdup(name))) {
@@ -460,11 +489,36 @@ fail:
     return rc;
 }
 
+static int query_flag(const char *q, const char *name, bool def, bool *out, fanns_err_t *err);
+static uint64_t rss_bytes(void);
+
+static double per_vector(uint64_t bytes, uint64_t points) { return points ? (double)bytes / (double)points : 0.0; }
+
+/* The fanns extension of GET /collections/{c} (asked for with ?fanns=true, because the
+ * official Python client rejects unknown fields in CollectionInfo): codec state and memory. */
+static json_t *fanns_info_json(const fanns_coll_stats_t *st) {
+    char sum[24];
+    snprintf(sum, sizeof(sum), "%016llx", (unsigned long long)st->codec_checksum);
+    json_t *q = json_pack("{s:s?, s:s, s:s?, s:I, s:I, s:s?}", "codec", st->codec, "status", st->codec_status, "active_codec",
+                          st->codec_ready, "code_size", (json_int_t)st->code_size, "trained_points",
+                          (json_int_t)st->codec_trained_points, "codebook_checksum", st->codec_ready ? sum : NULL);
+    uint64_t n = st->points_count;
+    json_t *mem = json_pack("{s:{s:f, s:f, s:f, s:f}, s:{s:I, s:I, s:I, s:I}, s:I}", "bytes_per_vector", "codes",
+                            per_vector(st->codes_bytes, n), "vectors", per_vector(st->vectors_bytes, n), "graph",
+                            per_vector(st->graph_bytes, n), "payload_indexes", per_vector(st->payload_index_bytes, n),
+                            "bytes", "codes", (json_int_t)st->codes_bytes, "vectors", (json_int_t)st->vectors_bytes, "graph",
+                            (json_int_t)st->graph_bytes, "payload_indexes", (json_int_t)st->payload_index_bytes,
+                            "process_resident_bytes", (json_int_t)rss_bytes());
+    return json_pack("{s:o, s:o}", "quantization", q, "memory", mem);
+}
+
 int fanns__api_collection_get(api_ctx_t *ctx, const char *name) {
     fanns_coll_t *c;
     fanns_coll_stats_t st;
-    int rc = fanns_db_coll_get(ctx->api->db, name, &c, &ctx->err);
+    bool ext;
+    int rc = query_flag(ctx->req->query, "fanns", false, &ext, &ctx->err);
     if (rc) return rc;
+    if ((rc = fanns_db_coll_get(ctx->api->db, name, &c, &ctx->err)) != 0) return rc;
     fanns_coll_stats(c, &st);
     fanns_coll_release(c);
     ctx->result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:i, s:o, s:o, s:{s:i}}", "status", st.indexing ? "yellow" : "green",
@@ -472,6 +526,7 @@ int fanns__api_collection_get(api_ctx_t *ctx, const char *name) {
                             (json_int_t)st.indexed_vectors_count,
                             "points_count", (json_int_t)st.points_count, "segments_count", 1, "config", st.config,
                             "payload_schema", st.payload_schema, "update_queue", "length", 0);
+    if (ext) json_object_set_new(ctx->result, "fanns", fanns_info_json(&st));
     return 0;
 }
 

@@ -540,8 +540,12 @@ static int check_params(const json_t *params, fanns_err_t *err) {
             (rc = fanns__api_get_bool(q, "rescore", false, &b, "params.quantization", err)))
             return rc;
         json_t *os = json_object_get(q, "oversampling");
-        if (os && !json_is_null(os) && !(json_is_number(os) && json_number_value(os) >= 1.0))
-            return fanns_err_set(err, FANNS_EVALIDATE, "params.quantization.oversampling", "Validation error: oversampling must be a number >= 1");
+        if (os && !json_is_null(os) && !json_is_number(os))
+            return fanns_err_set(err, FANNS_EINVAL, "params.quantization.oversampling",
+                                 "Format error in JSON body: params.quantization.oversampling must be a number");
+        if (os && json_is_number(os) && !(json_number_value(os) >= 1.0))
+            return fanns_err_set(err, FANNS_EVALIDATE, "params.quantization.oversampling",
+                                 "Validation error: params.quantization.oversampling must be >= 1, got %g", json_number_value(os));
     }
     json_t *a = json_object_get(params, "acorn");
     if (a && !json_is_null(a) && !json_is_object(a))
@@ -558,6 +562,9 @@ static json_t *explain_json(const fanns_search_explain_t *ex) {
                           (json_int_t)ex->actual_matches, "distance_computations", (json_int_t)ex->dist_comps, "points",
                           (json_int_t)ex->points);
     if (ex->local_selectivity >= 0) json_object_set_new(o, "local_selectivity", json_real(ex->local_selectivity));
+    if (ex->codec)
+        json_object_set_new(o, "quantization", json_pack("{s:s, s:I, s:b}", "codec", ex->codec, "candidates",
+                                                         (json_int_t)ex->candidates, "rescored", ex->rescored));
     return o;
 }
 
@@ -591,6 +598,12 @@ static int run_search(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const
     req.exact = json_is_true(json_object_get(params, "exact"));
     json_t *ef = json_object_get(params, "hnsw_ef");
     req.ef = json_is_integer(ef) ? (size_t)json_integer_value(ef) : 0;
+    /* params.quantization as Qdrant: rescoring on by default, oversampling 1. */
+    json_t *qp = json_object_get(params, "quantization");
+    json_t *os = json_object_get(qp, "oversampling");
+    req.q_ignore = json_is_true(json_object_get(qp, "ignore"));
+    req.q_no_rescore = json_is_false(json_object_get(qp, "rescore"));
+    req.q_oversampling = json_is_number(os) ? json_number_value(os) : 1.0;
     fanns_search_explain_t ex;
     memset(&ex, 0, sizeof(ex));
     if (explain && json_is_true(json_object_get(params, "explain"))) req.explain = &ex;

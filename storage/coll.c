@@ -105,6 +105,7 @@ fanns_coll_t *fanns__coll_new(fanns_db_t *db, const char *name, uint32_t cid, ui
     c->config = json_incref(config);
     c->schema = schema ? json_incref(schema) : json_object();
     fanns__index_config(c);
+    fanns__quant_config(c);
     c->live_bm = roaring_bitmap_create();
     if (!c->live_bm || fanns_pindex_new(&c->pindex) != 0) {
         fanns__coll_destroy(c);
@@ -132,6 +133,7 @@ void fanns__coll_destroy(fanns_coll_t *c) {
     free(c->htab);
     free(c->vversions);
     fanns__index_destroy(c);
+    fanns__quant_destroy(c);
     if (c->live_bm) roaring_bitmap_free(c->live_bm);
     fanns_pindex_free(c->pindex);
     json_decref(c->config);
@@ -176,6 +178,7 @@ static int ensure_cap(fanns_coll_t *c, uint32_t need) {
     uint64_t *iv = realloc(c->ivver, (size_t)ncap * sizeof(*iv));
     if (!iv) return FANNS_ENOMEM;
     c->ivver = iv;
+    if (fanns__quant_ensure_cap(c, ncap) != 0) return FANNS_ENOMEM;
     for (uint32_t i = c->cap; i < ncap; i++) {
         c->payloads[i] = NULL;
         c->live[i] = 0;
@@ -189,10 +192,9 @@ static int ensure_cap(fanns_coll_t *c, uint32_t need) {
 }
 
 int fanns__coll_alloc_slot(fanns_coll_t *c, uint32_t *off) {
-    /* A freed offset is reused only while no graph exists: the graph keeps deleted nodes as
-     * tombstones that still route searches, and replacing a node in place is not yet safe at
-     * scale (see index/hnsw.c), so with a graph every new point gets a new offset. */
-    if (c->nfree > 0 && !c->hnsw) {
+    /* A freed offset is reused; with a graph, the indexer then replaces the deleted node in
+     * place (index/hnsw.c repairs its former neighbours), so slots do not grow with churn. */
+    if (c->nfree > 0) {
         *off = c->freelist[--c->nfree];
         return 0;
     }
@@ -227,6 +229,7 @@ int fanns__coll_set_slot(fanns_coll_t *c, uint32_t off, const fanns_pid_t *id, u
     c->versions[off] = version;
     c->vversions[off] = version;
     memcpy(c->vecs + (size_t)off * c->dim, vec, c->dim * sizeof(float));
+    fanns__quant_encode_slot(c, off);
     if ((rc = fanns_pindex_update(c->pindex, off, was_live ? c->payloads[off] : NULL, payload)) != 0) return rc;
     if (c->payloads[off]) json_decref(c->payloads[off]);
     c->payloads[off] = payload; /* takes the reference */
@@ -313,6 +316,11 @@ int fanns_coll_stats(fanns_coll_t *c, fanns_coll_stats_t *out) {
     out->config = json_incref(c->config);
     out->payload_schema = fanns_pindex_schema(c->pindex);
     if (!out->payload_schema) out->payload_schema = json_object();
+    fanns__quant_stats(c, out);
+    out->indexing = out->indexing || fanns__quant_busy(c);
+    out->vectors_bytes = (uint64_t)c->cap * c->dim * sizeof(float);
+    out->graph_bytes = c->hnsw ? fanns_hnsw_memory(c->hnsw) : 0;
+    out->payload_index_bytes = fanns_pindex_memory(c->pindex);
     pthread_rwlock_unlock(&c->lock);
     return 0;
 }
@@ -432,11 +440,85 @@ static bool pts_offset(void *ctx, const fanns_pid_t *id, uint32_t *off) {
     return true;
 }
 
-/* Exact scan: every live point (ms NULL) or the match set. */
+/* Key (larger is better) from a code distance estimate (index/codec.h's scale). */
+static inline float code_key(fanns_metric_t m, float dist) {
+    switch (m) {
+    case FANNS_METRIC_COSINE: return 1.0f - dist;
+    case FANNS_METRIC_DOT: return -dist;
+    case FANNS_METRIC_EUCLID:
+    case FANNS_METRIC_MANHATTAN: return dist > 0.0f ? -dist : 0.0f;
+    }
+    return -dist;
+}
+
+/* Scan on codes (the collection has a codec and the search allows it): the best
+ * k * oversampling points by estimated distance, then each rescored with its float32 vector
+ * (params.quantization.rescore, default true) or kept with its estimate, into heap.  The
+ * estimate kernels are index/codec.h's SIMD ones (PQ: lookup tables, see quant.c). */
+static int search_scan_codes(const fanns_coll_t *c, const fanns_search_req_t *req, cand_t *heap, size_t *nh, size_t k,
+                             const match_set_t *ms, fanns_search_explain_t *ex) {
+    const fanns_metric_t m = c->metric;
+    const size_t d = c->dim, cs = c->code_size;
+    double os = req->q_oversampling >= 1.0 ? req->q_oversampling : 1.0;
+    double kkd = ceil((double)k * os);
+    size_t kk = kkd >= (double)c->count ? (size_t)c->count : (size_t)kkd, nc = 0;
+    if (kk < k) kk = k;
+    fanns_qquery_t *qq = NULL;
+    fanns_err_t err;
+    cand_t *cand = malloc((kk ? kk : 1) * sizeof(*cand));
+    int rc = cand ? fanns__qquery_new(c->qc, req->query, &qq, &err) : FANNS_ENOMEM;
+    if (rc) {
+        free(cand);
+        return rc;
+    }
+    uint64_t scored = 0;
+    if (!ms) {
+        ex->strategy = "quantized_scan";
+        float dist[256];
+        for (uint32_t a = 0; a < c->nslots; a += 256) {
+            uint32_t n = c->nslots - a < 256 ? c->nslots - a : 256;
+            fanns__qquery_batch(qq, n, c->codes + (size_t)a * cs, dist);
+            for (uint32_t i = 0; i < n; i++)
+                if (c->live[a + i]) heap_push(cand, &nc, kk, (cand_t){-dist[i], a + i});
+            scored += n;
+        }
+    } else {
+        ex->strategy = "quantized_filtered_scan";
+        roaring_uint32_iterator_t it;
+        roaring_init_iterator(ms->bits, &it);
+        while (it.has_value) {
+            uint32_t off = it.current_value;
+            roaring_advance_uint32_iterator(&it);
+            if (off >= c->nslots || !c->live[off]) continue;
+            if (!ms->exact && !(ms->sure && roaring_bitmap_contains(ms->sure, off)) &&
+                !fanns_filter_match(ms->f, &c->pids[off], c->payloads[off]))
+                continue;
+            scored++;
+            heap_push(cand, &nc, kk, (cand_t){-fanns__qquery_dist(qq, c->codes + (size_t)off * cs), off});
+        }
+        ex->actual_matches = scored;
+    }
+    fanns__qquery_free(qq);
+    bool rescore = !req->q_no_rescore;
+    for (size_t i = 0; i < nc; i++) {
+        uint32_t off = cand[i].off;
+        float key = rescore ? metric_key(m, req->query, c->vecs + (size_t)off * d, d) : code_key(m, -cand[i].key);
+        heap_push(heap, nh, k, (cand_t){key, off});
+    }
+    ex->dist_comps += scored + (rescore ? nc : 0);
+    ex->codec = fanns__quant_kind_name(c->qc);
+    ex->candidates = nc;
+    ex->rescored = rescore;
+    free(cand);
+    return 0;
+}
+
+/* Scan: every live point (ms NULL) or the match set; exact unless the codes may be used. */
 static int search_scan(const fanns_coll_t *c, const fanns_search_req_t *req, cand_t *heap, size_t *nh, size_t k,
                        const match_set_t *ms, fanns_search_explain_t *ex) {
     const fanns_metric_t m = c->metric;
     const size_t d = c->dim;
+    if (c->qc && !req->exact && !req->q_ignore) return search_scan_codes(c, req, heap, nh, k, ms, ex);
     if (!ms) {
         ex->strategy = "exact_scan";
         for (uint32_t off = 0; off < c->nslots; off++) {

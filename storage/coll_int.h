@@ -19,7 +19,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "codec.h"
 #include "db.h"
+#include "faiss_codec.h"
 #include "hnsw.h"
 #include "payload_index.h"
 
@@ -71,6 +73,23 @@ struct fanns_coll {
     bool reindex;               /* config changed: the indexer rebuilds the graph */
     bool delete_files;          /* dropped: remove the saved graph when freed */
     uint64_t index_ops_since_save;
+
+    /* Quantization (storage/quant.c).  qspec is the codec the config asks for (NULL: none);
+     * qgen counts changes of qspec.  qc is the published codec (immutable, NULL until the
+     * first training finishes) and codes[off * code_size] its code for every live slot: the
+     * writer encodes each vector it stores, the indexer (re)encodes everything when it
+     * publishes a new codec, both under the write lock.  qjob is a scheduled training the
+     * indexer has not taken yet; qbusy is set while the indexer runs one.  qsched_gen and
+     * qsched_points say which spec generation and sample size were last scheduled, so the
+     * writer schedules each retraining once. */
+    json_t *qspec;
+    uint64_t qgen;
+    struct fanns_qcodec *qc;
+    uint8_t *codes;             /* [cap * code_size] while qc != NULL */
+    size_t code_size;
+    struct fanns_qjob *qjob;
+    bool qbusy;
+    uint64_t qsched_gen, qsched_points;
 };
 
 struct fanns_db {

@@ -7,6 +7,7 @@
  *          "next_cid"     -> u32 LE, the next collection id to give
  *          "op_seq"       -> u64 LE, the last operation id given
  *          "coll/<name>"  -> JSON {cid, dim, metric, config, payload_schema}
+ *          "codebook/<cid>" -> the trained quantization codebook (quant.c)
  *   ids    cid(u32 BE) . pidkey(17)   -> offset (u32 LE)
  *   points cid(u32 BE) . offset(u32 BE) -> record: pidkey(17) version(u64 LE) vversion(u64 LE)
  *                                          dim(u32 LE) vector(dim x f32 LE) payload JSON (may be empty)
@@ -175,6 +176,27 @@ int fanns_db_coll_get(fanns_db_t *db, const char *name, fanns_coll_t **out, fann
 
 /* ---- loading ------------------------------------------------------------------------ */
 
+/* Hands c its stored codebook (if any) after its points are loaded. */
+static void load_codebook(fanns_db_t *db, MDB_txn *txn, fanns_coll_t *c) {
+    char key[32];
+    int kl = fanns__quant_key(c->cid, key, sizeof(key));
+    MDB_val k = {(size_t)kl, key}, v;
+    if (mdb_get(txn, db->dbi_meta, &k, &v) == 0) fanns__quant_load(c, v.mv_data, v.mv_size);
+    else fanns__quant_load(c, NULL, 0);
+}
+
+static int del_codebook(fanns_db_t *db, MDB_txn *txn, uint32_t cid, int *mdb_rc) {
+    char key[32];
+    int kl = fanns__quant_key(cid, key, sizeof(key));
+    MDB_val k = {(size_t)kl, key};
+    int rc = mdb_del(txn, db->dbi_meta, &k, NULL);
+    if (rc && rc != MDB_NOTFOUND) {
+        *mdb_rc = rc;
+        return FANNS_EIO;
+    }
+    return 0;
+}
+
 static json_t *coll_meta_json(const fanns_coll_t *c) {
     return json_pack("{s:I, s:I, s:s, s:O, s:O}", "cid", (json_int_t)c->cid, "dim", (json_int_t)c->dim,
                      "metric", fanns_metric_name(c->metric), "config", c->config, "payload_schema", c->schema);
@@ -278,6 +300,7 @@ static int load_all(fanns_db_t *db, fanns_err_t *err) {
         name[nl] = 0;
         fanns_coll_t *c;
         if ((rc = load_coll(db, txn, name, val.mv_data, val.mv_size, &c, err)) != 0) goto fail;
+        load_codebook(db, txn, c);
         if ((rc = map_insert(db, c)) != 0) {
             fanns__coll_destroy(c);
             rc = fanns_err_set(err, rc, NULL, "cannot register collection %s", name);
@@ -502,6 +525,7 @@ static int apply_entry(fanns_db_t *db, group_t *g, fanns_wentry_t *e, int *mdb_r
         }
         db->next_cid++;
         touch(g, c);
+        fanns__quant_schedule(c); /* float16 codes need no training */
         pthread_rwlock_wrlock(&db->map_lock);
         rc = map_insert(db, c);
         pthread_rwlock_unlock(&db->map_lock);
@@ -519,7 +543,8 @@ static int apply_entry(fanns_db_t *db, group_t *g, fanns_wentry_t *e, int *mdb_r
             *mdb_rc = rc;
             return lmdb_err(err, rc, "del meta");
         }
-        if (del_prefix(txn_of(g), db->dbi_points, c->cid, mdb_rc) || del_prefix(txn_of(g), db->dbi_ids, c->cid, mdb_rc))
+        if (del_prefix(txn_of(g), db->dbi_points, c->cid, mdb_rc) || del_prefix(txn_of(g), db->dbi_ids, c->cid, mdb_rc) ||
+            del_codebook(db, txn_of(g), c->cid, mdb_rc))
             return lmdb_err(err, *mdb_rc, "drop collection");
         c->dropped = true;
         c->delete_files = true;
@@ -556,6 +581,7 @@ static int apply_entry(fanns_db_t *db, group_t *g, fanns_wentry_t *e, int *mdb_r
             }
             if ((rc = put_point(db, txn_of(g), c, off, err, mdb_rc)) != 0) return rc;
         }
+        fanns__quant_schedule(c); /* a training may be due at this size */
         return 0;
     }
     case FANNS_W_DELETE:
@@ -615,7 +641,24 @@ static int apply_entry(fanns_db_t *db, group_t *g, fanns_wentry_t *e, int *mdb_r
         json_decref(c->config);
         c->config = json_incref(e->config);
         fanns__index_config(c);
+        /* A changed codec trains in the background while the old one keeps serving; a
+         * removed one is dropped at once. */
+        if (fanns__quant_config(c) && del_codebook(db, txn_of(g), c->cid, mdb_rc) != 0)
+            return lmdb_err(err, *mdb_rc, "delete codebook");
+        fanns__quant_schedule(c);
         return put_meta_coll(db, txn_of(g), c, err, mdb_rc);
+    case FANNS_W_PUT_CODEBOOK: {
+        /* Stored only if the collection (same cid) still wants the codec it was trained for. */
+        if (c->cid != e->cid || c->qgen != e->gen || !c->qspec) return 0;
+        char key[32];
+        int kl = fanns__quant_key(c->cid, key, sizeof(key));
+        MDB_val k = {(size_t)kl, key}, v = {e->blob_len, e->blob};
+        if ((rc = mdb_put(txn_of(g), db->dbi_meta, &k, &v, 0)) != 0) {
+            *mdb_rc = rc;
+            return lmdb_err(err, rc, "put codebook");
+        }
+        return 0;
+    }
     }
     return fanns_err_set(err, FANNS_EINTERNAL, NULL, "unknown write op %d", (int)e->op);
 }
@@ -645,6 +688,7 @@ static void resync(fanns_db_t *db, group_t *g) {
         /* A collection that loaded at start-up loads again; failing here means memory is short
          * or the file is damaged, and continuing would serve wrong answers. */
         FANNS_CHECK(load_coll(db, txn, name, v.mv_data, v.mv_size, &c, &err) == 0);
+        load_codebook(db, txn, c);
         fanns__index_load(c);
         pthread_rwlock_wrlock(&db->map_lock);
         FANNS_CHECK(map_insert(db, c) == 0);
@@ -691,6 +735,7 @@ static int ensure_space(fanns_db_t *db, size_t need, bool force) {
 static size_t entry_bytes(const fanns_wentry_t *e) {
     size_t b = 4096;
     if (e->op == FANNS_W_UPSERT) b += e->n * ((size_t)e->dim * 4 + 512);
+    if (e->op == FANNS_W_PUT_CODEBOOK) b += e->blob_len;
     return b;
 }
 
@@ -824,6 +869,7 @@ void fanns_wentry_free(fanns_wentry_t *e) {
     json_decref(e->keys);
     free(e->field);
     json_decref(e->field_schema);
+    free(e->blob);
     free(e);
 }
 

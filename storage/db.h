@@ -62,7 +62,9 @@ typedef enum {
     FANNS_W_CLEAR_PAYLOAD,      /* collection, ids[n] or filter */
     FANNS_W_CREATE_INDEX,       /* collection, field, field_schema */
     FANNS_W_DROP_INDEX,         /* collection, field */
-    FANNS_W_UPDATE_COLL         /* collection, config (replaces stored config; dim/metric unchanged) */
+    FANNS_W_UPDATE_COLL,        /* collection, config (replaces stored config; dim/metric unchanged) */
+    FANNS_W_PUT_CODEBOOK        /* internal (the indexer, after training): collection, cid, gen, blob:
+                                   stores a trained codebook if the collection still wants it */
 } fanns_wop_t;
 
 /* A write entry.  Everything it points to is owned by the entry and freed by
@@ -85,6 +87,10 @@ typedef struct fanns_wentry {
     json_t *keys;               /* DELETE_PAYLOAD: array of dotted paths */
     char *field;                /* CREATE/DROP_INDEX */
     json_t *field_schema;       /* CREATE_INDEX */
+    uint32_t cid;               /* PUT_CODEBOOK: the collection id the codebook belongs to */
+    uint64_t gen;               /* PUT_CODEBOOK: quantization spec generation it was trained for */
+    uint8_t *blob;              /* PUT_CODEBOOK: malloc'd codebook record (docs/storage-format.md) */
+    size_t blob_len;
 
     /* Filled by the writer. */
     int result;                 /* 0 or FANNS_E* */
@@ -125,6 +131,17 @@ typedef struct fanns_coll_stats {
     bool indexing;              /* the graph is being built or caught up (status yellow) */
     json_t *config;             /* new reference to the stored config; caller decrefs */
     json_t *payload_schema;     /* new object {field: {data_type, params?, points}}; caller owns */
+
+    /* Quantization and memory (the fanns extension of GET /collections/{c}). */
+    const char *codec;          /* wanted codec "sq8", "bin", "pq", "f16", or NULL for none */
+    const char *codec_status;   /* "none", "waiting" (too few points to train), "training"
+                                   (training or re-encoding), "ready" (codes serve scans) */
+    const char *codec_ready;    /* kind of the published codec (may differ from codec while a
+                                   changed one trains), or NULL */
+    size_t code_size;           /* bytes per code of the published codec */
+    uint64_t codec_trained_points; /* sample size it was trained on */
+    uint64_t codec_checksum;    /* FNV-1a-64 of its serialized codebook */
+    uint64_t codes_bytes, vectors_bytes, graph_bytes, payload_index_bytes;
 } fanns_coll_stats_t;
 int fanns_coll_stats(fanns_coll_t *c, fanns_coll_stats_t *out);
 
@@ -150,6 +167,9 @@ typedef struct fanns_search_explain {
     uint64_t dist_comps;        /* distance computations */
     uint64_t points;            /* live points in the collection */
     double local_selectivity;   /* share of the query's unfiltered neighbourhood passing (-1: not probed) */
+    const char *codec;          /* the scan ran on these codes ("sq8", ...), or NULL for float32 */
+    uint64_t candidates;        /* codes kept for rescoring (k * oversampling) */
+    bool rescored;              /* candidates were rescored with float32 vectors */
 } fanns_search_explain_t;
 
 typedef struct fanns_search_req {
@@ -162,9 +182,14 @@ typedef struct fanns_search_req {
     bool exact;                 /* params.exact: scan every point, ignore the index */
     size_t ef;                  /* params.hnsw_ef (0: the collection's ef_construct) */
     fanns_search_explain_t *explain; /* filled when not NULL */
+    bool q_ignore;              /* params.quantization.ignore: never use codes */
+    bool q_no_rescore;          /* params.quantization.rescore = false: answer with code scores */
+    double q_oversampling;      /* params.quantization.oversampling (>= 1; 0 means 1) */
 } fanns_search_req_t;
 
-/* Exact search: the true top (offset + limit) by score, then drops the first offset.
+/* Search: the top (offset + limit) by score, then drops the first offset.  Exact (float32
+ * scan) when req->exact or req->q_ignore, or when the collection has no codec and no graph;
+ * scans otherwise run on the codes and rescore k * oversampling candidates in float32.
  * *out is a malloc'd array (free with fanns_hits_free). */
 int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_t **out, size_t *n,
                       fanns_err_t *err);

@@ -16,6 +16,9 @@
  * c<cid>.ivv: the vector version the graph holds for every slot, under the same stamp.  At
  * start-up a graph is trusted only if both files verify and agree; then slots whose version
  * differs from LMDB's are re-indexed.  Anything else rebuilds from LMDB.
+ *
+ * The same thread trains and re-encodes the collection's vector codes (quant.c) before it
+ * indexes: those jobs are scheduled by the writer and run here with no lock held.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -440,6 +443,9 @@ static void *indexer_main(void *arg) {
         if (!cs) n = 0;
         for (size_t i = 0; i < n; i++) {
             fanns_coll_t *c = cs[i];
+            /* Codec training and re-encoding first: the scans it speeds up are what a
+             * collection without a finished graph answers with. */
+            if (!stop) fanns__quant_work(db, c);
             if (!stop && ensure_graph(c)) {
                 while (index_batch(db, c, &b) > 0) {
                     pthread_mutex_lock(&db->imu);

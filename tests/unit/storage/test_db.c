@@ -185,7 +185,7 @@ START_TEST(test_search_exact) {
                 break;
             }
     }
-    fanns_search_req_t req = {q, NULL, 10, 0, false, 0, false, true, 0, NULL};
+    fanns_search_req_t req = {.query = q, .limit = 10, .exact = true};
     fanns_hit_t *hits;
     size_t n;
     ck_assert_int_eq(fanns_coll_search(c, &req, &hits, &n, NULL), 0);
