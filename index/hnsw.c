@@ -60,6 +60,8 @@
  */
 #include "hnsw.h"
 
+#include "codec.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -112,6 +114,9 @@ struct fanns_hnsw {
     fanns_hnsw_params_t p;
     uint32_t m0;            /* level-0 capacity, 2m */
     size_t hdr;             /* bytes before the vector */
+    size_t vbytes;          /* bytes of the vector: dim floats, or one code of p.codec */
+    const fanns_codec_t *codec; /* p.codec: nodes hold codes, see node_vec and cdist */
+    unsigned codec_build_bits;  /* query precision of construction searches */
     size_t stride;          /* bytes per node */
     size_t chunk_bytes;
     double mult;            /* 1 / ln(m) */
@@ -183,6 +188,9 @@ static inline void prefetch_lines(const void *p, int lines) {
     for (int i = 0; i < lines; i++) __builtin_prefetch(c + 64 * i, 0, 3);
 }
 
+typedef struct scratch scratch_t;
+static __thread scratch_t *tls_scratch;
+
 /* Internal distance: smaller is better. */
 static inline float dist_raw(const fanns_hnsw_t *h, const float *a, const float *b) {
     float r = h->kern(a, b, h->p.dim);
@@ -207,9 +215,10 @@ static fanns_dist_fn pick_kernel(fanns_metric_t m) {
     }
 }
 
-static inline float dist_off(const fanns_hnsw_t *h, const float *q, uint32_t off) {
-    return dist_raw(h, q, vec_of(h, node_at(h, off)));
-}
+static inline const uint8_t *code_of(const fanns_hnsw_t *h, const uint8_t *node) { return node + h->hdr; }
+
+static inline const float *node_vec(const fanns_hnsw_t *h, uint32_t off, int slot);
+static inline float dist_off(const fanns_hnsw_t *h, const float *q, uint32_t off);
 
 /* ---- per-node sequence lock ---- */
 
@@ -301,7 +310,7 @@ static inline void ep_set(fanns_hnsw_t *h, uint32_t ep, int top) {
 
 /* ---- per-thread scratch ---- */
 
-typedef struct scratch {
+struct scratch {
     uint16_t *tags;
     size_t tcap;
     uint16_t epoch;
@@ -313,12 +322,29 @@ typedef struct scratch {
     size_t tmpcap;
     uint32_t *ids;        /* link copies, unvisited lists, selections */
     size_t idcap;
-} scratch_t;
+    float *dec;           /* with a codec: three decoded vectors (see node_vec) */
+    size_t deccap;
+};
+
+/* The vector of off as floats: stored ones, or with a codec its code decoded into decode
+ * buffer `slot` (0..2) of the calling thread's scratch, which an entry point has prepared
+ * (scratch_prepare).  Slots 0 and 1 belong to whoever holds a base vector (the heuristic, a
+ * node being relinked); slot 2 to dist_off. */
+static inline const float *node_vec(const fanns_hnsw_t *h, uint32_t off, int slot) {
+    const uint8_t *node = node_at(h, off);
+    if (!h->codec) return vec_of(h, node);
+    float *out = tls_scratch->dec + (size_t)slot * h->p.dim;
+    (void)fanns_codec_decode(h->codec, 1, code_of(h, node), out, NULL);
+    return out;
+}
+
+/* Distance between a float vector and the (decoded) vector of off. */
+static inline float dist_off(const fanns_hnsw_t *h, const float *q, uint32_t off) {
+    return dist_raw(h, q, node_vec(h, off, 2));
+}
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static __thread scratch_t *tls_scratch;
-
 static void scratch_free(void *p) {
     scratch_t *s = p;
     if (!s) return;
@@ -328,6 +354,7 @@ static void scratch_free(void *p) {
     free(s->res);
     free(s->tmp);
     free(s->ids);
+    free(s->dec);
     free(s);
 }
 
@@ -382,7 +409,8 @@ static int scratch_prepare(const fanns_hnsw_t *h, scratch_t *s, size_t ef) {
         grow((void **)&s->res, &s->rcap, ef + 2, sizeof(hent_t)) ||
         grow((void **)&s->cand, &s->ccap, ef + 2, sizeof(hent_t)) ||
         grow((void **)&s->ids, &s->idcap, 4u * h->m0 + 8u, sizeof(uint32_t)) ||
-        grow((void **)&s->tmp, &s->tmpcap, 2 * (ef + h->p.ef_construct) + 6u * h->m0 + 8u, sizeof(hent_t)))
+        grow((void **)&s->tmp, &s->tmpcap, 2 * (ef + h->p.ef_construct) + 6u * h->m0 + 8u, sizeof(hent_t)) ||
+        (h->codec && grow((void **)&s->dec, &s->deccap, 3u * (size_t)h->p.dim, sizeof(float))))
         return FANNS_ENOMEM;
     return 0;
 }
@@ -472,12 +500,20 @@ typedef struct search_ctx {
     const fanns_hnsw_t *h;
     scratch_t *s;
     const float *q;
+    const fanns_codec_query_t *cq; /* with a codec: q prepared for code distances, or NULL */
     fanns_hnsw_filter_fn filter;
     void *fctx;
     uint32_t exclude;       /* never a result (the node being relinked), or NO_NODE */
     bool skip_deleted;
     uint64_t dist_comps, visited;
 } search_ctx_t;
+
+/* Distance from the search's query to off: on the code with a prepared query, else from
+ * the float query (decoding a code if there is one). */
+static inline float cdist(const search_ctx_t *c, uint32_t off) {
+    if (c->cq) return fanns_codec_distance(c->cq, code_of(c->h, node_at(c->h, off)));
+    return dist_off(c->h, c->q, off);
+}
 
 /* Greedy walk on level l from *cur (distance *curd) to a local minimum. */
 static void greedy(search_ctx_t *c, int l, uint32_t *cur, float *curd) {
@@ -489,7 +525,7 @@ static void greedy(search_ctx_t *c, int l, uint32_t *cur, float *curd) {
         uint32_t n = read_list(h, node_at(h, *cur), l, buf);
         for (uint32_t i = 0; i < n; i++) {
             if (i + 1 < n) __builtin_prefetch(vec_of(h, node_at(h, buf[i + 1])), 0, 3);
-            float d = dist_off(h, c->q, buf[i]);
+            float d = cdist(c, buf[i]);
             c->dist_comps++;
             if (d < *curd) {
                 *curd = d;
@@ -502,7 +538,7 @@ static void greedy(search_ctx_t *c, int l, uint32_t *cur, float *curd) {
 
 /* Lines of a vector to prefetch ahead of its distance computation. */
 static inline int pf_lines(const fanns_hnsw_t *h) {
-    size_t l = (h->p.dim * sizeof(float) + 63) / 64;
+    size_t l = (h->vbytes + 63) / 64;
     return l > 12 ? 12 : (int)l;
 }
 
@@ -546,7 +582,7 @@ static size_t search_pool(search_ctx_t *c, uint32_t ep, size_t ef, int l) {
     uint32_t *buf = s->ids, *nbs = s->ids + h->m0 + 1;
     int lines = pf_lines(h);
 
-    P[0].d = dist_off(h, c->q, ep);
+    P[0].d = cdist(c, ep);
     P[0].id = ep;
     P[0].done = 0;
     tags[ep] = epoch;
@@ -562,7 +598,7 @@ static size_t search_pool(search_ctx_t *c, uint32_t ep, size_t ef, int l) {
         size_t best = size;
         for (uint32_t j = 0; j < nn; j++) {
             if (j + 1 < nn) prefetch_lines(vec_of(h, node_at(h, nbs[j + 1])), lines);
-            float d = dist_off(h, c->q, nbs[j]);
+            float d = cdist(c, nbs[j]);
             if (size == ef && d >= P[size - 1].d) continue;
             /* upper bound: first position with P[pos].d > d */
             size_t lo = 0, hi = size;
@@ -608,7 +644,7 @@ static size_t search_heap(search_ctx_t *c, uint32_t ep, size_t ef, int l) {
     size_t nc = 0, nr = 0;
     float bound = INFINITY;
 
-    float d0 = dist_off(h, c->q, ep);
+    float d0 = cdist(c, ep);
     c->dist_comps++;
     tags[ep] = epoch;
     minheap_push(s->cand, &nc, (hent_t){d0, ep});
@@ -625,7 +661,7 @@ static size_t search_heap(search_ctx_t *c, uint32_t ep, size_t ef, int l) {
         prefetch_batch(h, nbs, nn, lines);
         for (uint32_t j = 0; j < nn; j++) {
             if (j + 1 < nn) prefetch_lines(vec_of(h, node_at(h, nbs[j + 1])), lines);
-            float d = dist_off(h, c->q, nbs[j]);
+            float d = cdist(c, nbs[j]);
             if (nr < ef || d < bound) {
                 if (nc + 1 > s->ccap && grow((void **)&s->cand, &s->ccap, nc + 1, sizeof(hent_t)))
                     return (size_t)-1;
@@ -652,10 +688,10 @@ static size_t select_heuristic(const fanns_hnsw_t *h, hent_t *a, size_t n, size_
     if (n < mmax) return n;
     size_t k = 0, i = 0;
     for (; i < n && k < mmax; i++) {
-        const float *vi = vec_of(h, node_at(h, a[i].id));
+        const float *vi = node_vec(h, a[i].id, 0);
         bool good = true;
         for (size_t j = 0; j < k; j++) {
-            if (dist_raw(h, vi, vec_of(h, node_at(h, a[j].id))) < a[i].d) {
+            if (dist_raw(h, vi, node_vec(h, a[j].id, 1)) < a[i].d) {
                 good = false;
                 break;
             }
@@ -768,7 +804,7 @@ static bool try_append(const fanns_hnsw_t *h, uint32_t from, uint32_t to) {
  * whose target has more than LOW_INDEG in-links; returns the removed link, or NO_NODE. */
 static uint32_t force_link(const fanns_hnsw_t *h, uint32_t from, uint32_t to) {
     uint8_t *node = node_at(h, from);
-    const float *base = vec_of(h, node);
+    const float *base = node_vec(h, from, 0);
     uint32_t ids[h->m0], out = NO_NODE;
     node_lock(node);
     uint32_t *lst = list_of(h, node, 0);
@@ -805,7 +841,7 @@ static size_t search_heap(search_ctx_t *c, uint32_t ep, size_t ef, int l);
 /* Links x from the nearest node with room among those a search for x's vector from the
  * entry point finds (all reachable).  Returns false if none has room. */
 static bool link_from_search(const fanns_hnsw_t *h, scratch_t *s, uint32_t x) {
-    const float *q = vec_of(h, node_at(h, x));
+    const float *q = node_vec(h, x, 0);
     search_ctx_t c = {.h = h, .s = s, .q = q, .exclude = x};
     uint32_t cur;
     int top;
@@ -838,7 +874,7 @@ static void keep_reachable(const fanns_hnsw_t *h, scratch_t *s, uint32_t p, cons
         if (try_append(h, p, x)) continue;
         hent_t order[nvia ? nvia : 1];
         size_t no = 0;
-        const float *v = vec_of(h, node_at(h, x));
+        const float *v = node_vec(h, x, 0);
         for (size_t j = 0; j < nvia; j++)
             if (via[j] != x) order[no++] = (hent_t){dist_off(h, v, via[j]), via[j]};
         hent_sort(order, no);
@@ -876,7 +912,7 @@ static void mark_reachable(const fanns_hnsw_t *h, uint32_t start, uint32_t *seen
  * it finds is marked: the upper levels can lead into the very region that level 0 cannot
  * reach.  Returns 0 (appended), 1 (a link was displaced) or -1 (nothing to link from). */
 static int link_reachable(const fanns_hnsw_t *h, scratch_t *s, uint32_t x, const uint32_t *seen) {
-    const float *q = vec_of(h, node_at(h, x));
+    const float *q = node_vec(h, x, 0);
     search_ctx_t c = {.h = h, .s = s, .q = q, .exclude = x};
     uint32_t ep, cur;
     int top;
@@ -966,7 +1002,12 @@ static void add_link(const fanns_hnsw_t *h, scratch_t *s, uint32_t from, uint32_
         if (l == 0) __atomic_add_fetch(indeg_of(h, to), 1, __ATOMIC_SEQ_CST);
         __atomic_store_n(&lst[0], n + 1, __ATOMIC_RELEASE);
     } else {
-        const float *base = vec_of(h, node);
+        const float *base = node_vec(h, from, 0); /* copied: select_heuristic reuses slot 0 */
+        float bcopy[h->codec ? h->p.dim : 1];
+        if (h->codec) {
+            memcpy(bcopy, base, h->p.dim * sizeof(float));
+            base = bcopy;
+        }
         hent_t *a = s->tmp, *rej = s->tmp + 2 * h->m0 + 2;
         for (uint32_t i = 0; i < n; i++) a[i] = (hent_t){dist_off(h, base, lst[1 + i]), lst[1 + i]};
         a[n] = (hent_t){dist_off(h, base, to), to};
@@ -1012,12 +1053,31 @@ static int ensure_chunk(fanns_hnsw_t *h, uint32_t off, fanns_err_t *err) {
     return 0;
 }
 
+static int connect_levels(fanns_hnsw_t *h, scratch_t *s, search_ctx_t *cp, uint32_t off, const float *q, int L,
+                          uint32_t ep, int top, bool replace);
+
 /* Finds neighbours for off (vector q, level L) from the entry point and links both ways.
  * With `replace`, off is already in the graph: it is excluded from its own candidates and
  * its lists are overwritten.  The caller holds glob if L is above the top level. */
 static int connect_node(fanns_hnsw_t *h, scratch_t *s, uint32_t off, const float *q, int L, uint32_t ep, int top,
                         bool replace) {
     search_ctx_t c = {.h = h, .s = s, .q = q, .exclude = replace ? off : NO_NODE};
+    /* With a codec the construction search runs on the codes with a float query (exact
+     * distances to the decoded vectors), like the searches the graph will serve. */
+    fanns_codec_query_t *cq = NULL;
+    if (h->codec) {
+        fanns_err_t e;
+        if (fanns_codec_query_new(h->codec, q, h->codec_build_bits, &cq, &e)) return FANNS_ENOMEM;
+        c.cq = cq;
+    }
+    int rc = connect_levels(h, s, &c, off, q, L, ep, top, replace);
+    fanns_codec_query_free(cq);
+    return rc;
+}
+
+static int connect_levels(fanns_hnsw_t *h, scratch_t *s, search_ctx_t *cp, uint32_t off, const float *q, int L,
+                          uint32_t ep, int top, bool replace) {
+    search_ctx_t c = *cp;
     uint32_t cur = ep;
     float curd = dist_off(h, q, cur);
     for (int l = top; l > L; l--) greedy(&c, l, &cur, &curd);
@@ -1103,11 +1163,22 @@ static int connect_node(fanns_hnsw_t *h, scratch_t *s, uint32_t off, const float
     return 0;
 }
 
+/* Writes vec into node: copied, or encoded with the codec.  Returns 0 or FANNS_EINVAL. */
+static int store_vec(const fanns_hnsw_t *h, uint8_t *node, const float *vec) {
+    if (!h->codec) {
+        memcpy(vec_of(h, node), vec, h->p.dim * sizeof(float));
+        return 0;
+    }
+    fanns_err_t e;
+    return fanns_codec_encode(h->codec, 1, vec, (uint8_t *)code_of(h, node), &e) ? FANNS_EINVAL : 0;
+}
+
 /* Replacement: new vector for an existing node, repair of its former neighbours, relink. */
 static int replace_node(fanns_hnsw_t *h, scratch_t *s, uint32_t off, const float *vec) {
     uint8_t *node = node_at(h, off);
     int L = level_of(node);
-    memcpy(vec_of(h, node), vec, h->p.dim * sizeof(float));
+    int rc = store_vec(h, node, vec);
+    if (rc) return rc;
     uint32_t ep;
     int top;
     ep_get(h, &ep, &top);
@@ -1129,7 +1200,12 @@ static int replace_node(fanns_hnsw_t *h, scratch_t *s, uint32_t off, const float
                 node_lock(nn);
                 uint32_t *lst = list_of(h, nn, l);
                 uint32_t cnt = lst[0];
-                const float *base = vec_of(h, nn);
+                const float *base = node_vec(h, nb, 0);
+                float bcopy[h->codec ? h->p.dim : 1];
+                if (h->codec) {
+                    memcpy(bcopy, base, h->p.dim * sizeof(float));
+                    base = bcopy;
+                }
                 hent_t *a = s->tmp;
                 size_t na = 0;
                 /* dedupe with a small linear scan: lists hold at most 2m entries */
@@ -1163,7 +1239,7 @@ static int replace_node(fanns_hnsw_t *h, scratch_t *s, uint32_t off, const float
         }
         free(old);
         free(mine);
-        int rc = connect_node(h, s, off, vec, L, ep, top, true);
+        rc = connect_node(h, s, off, vec, L, ep, top, true);
         if (rc) return rc;
     }
     uint8_t *fl = flags_at(h, off);
@@ -1189,8 +1265,12 @@ int fanns_hnsw_insert(fanns_hnsw_t *h, uint32_t off, const float *vec, fanns_err
     }
 
     uint8_t *node = node_at(h, off);
+    rc = store_vec(h, node, vec);
+    if (rc) {
+        pthread_mutex_unlock(stripe);
+        return fanns_err_set(err, rc, NULL, "hnsw: vector cannot be encoded (not finite?)");
+    }
     int L = draw_level(h);
-    memcpy(vec_of(h, node), vec, h->p.dim * sizeof(float));
     if (L > 0) {
         size_t bytes = (size_t)L * (1u + h->p.m) * sizeof(uint32_t);
         uint32_t *up = calloc(1, bytes);
@@ -1311,6 +1391,9 @@ bool fanns_hnsw_contains(const fanns_hnsw_t *h, uint32_t off) {
 
 /* ---- search ---- */
 
+static int search_levels(search_ctx_t *cp, uint32_t ep, int top, size_t k, size_t ef, fanns_hnsw_result_t *out,
+                         size_t *n);
+
 int fanns_hnsw_search(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, fanns_hnsw_filter_fn filter,
                       void *fctx, fanns_hnsw_result_t *out, size_t *n, fanns_hnsw_stats_t *stats) {
     *n = 0;
@@ -1325,12 +1408,30 @@ int fanns_hnsw_search(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, fann
     scratch_t *s = scratch_get();
     if (!s || scratch_prepare(h, s, ef)) return FANNS_ENOMEM;
     search_ctx_t c = {.h = h, .s = s, .q = q, .filter = filter, .fctx = fctx, .exclude = NO_NODE};
+    fanns_codec_query_t *cq = NULL;
+    if (h->codec) {
+        fanns_err_t e;
+        int rc = fanns_codec_query_new(h->codec, q, h->p.query_bits, &cq, &e);
+        if (rc) return rc == FANNS_ENOMEM ? rc : FANNS_EINVAL;
+        c.cq = cq;
+    }
+    int rc = search_levels(&c, ep, top, k, ef, out, n);
+    fanns_codec_query_free(cq);
+    if (stats) *stats = (fanns_hnsw_stats_t){c.dist_comps, c.visited};
+    return rc;
+}
+
+static int search_levels(search_ctx_t *cp, uint32_t ep, int top, size_t k, size_t ef, fanns_hnsw_result_t *out,
+                         size_t *n) {
+    search_ctx_t c = *cp;
+    const fanns_hnsw_t *h = c.h;
+    scratch_t *s = c.s;
     uint32_t cur = ep;
-    float curd = dist_off(h, q, cur);
+    float curd = cdist(&c, cur);
     c.dist_comps = 1;
     for (int l = top; l > 0; l--) greedy(&c, l, &cur, &curd);
     size_t got;
-    if (!filter && __atomic_load_n(&h->ndeleted, __ATOMIC_RELAXED) == 0) {
+    if (!c.filter && __atomic_load_n(&h->ndeleted, __ATOMIC_RELAXED) == 0) {
         got = search_pool(&c, cur, ef, 0);
         if (got == (size_t)-1) return FANNS_ENOMEM;
         if (got > k) got = k;
@@ -1344,17 +1445,20 @@ int fanns_hnsw_search(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, fann
         for (size_t i = 0; i < got; i++) out[i] = (fanns_hnsw_result_t){s->res[i].id, s->res[i].d};
     }
     *n = got;
-    if (stats) *stats = (fanns_hnsw_stats_t){c.dist_comps, c.visited};
+    cp->dist_comps = c.dist_comps;
+    cp->visited = c.visited;
     return 0;
 }
 
 float fanns_hnsw_distance(const fanns_hnsw_t *h, const float *q, uint32_t off) {
     if (!(get_flags(h, off) & F_PRESENT)) return INFINITY;
+    scratch_t *s = scratch_get();
+    if (!s || scratch_prepare(h, s, 1)) return INFINITY;
     return dist_off(h, q, off);
 }
 
 const float *fanns_hnsw_vector(const fanns_hnsw_t *h, uint32_t off) {
-    if (!(get_flags(h, off) & F_PRESENT)) return NULL;
+    if (h->codec || !(get_flags(h, off) & F_PRESENT)) return NULL;
     return vec_of(h, node_at(h, off));
 }
 
@@ -1382,6 +1486,11 @@ static fanns_hnsw_t *hnsw_alloc(const fanns_hnsw_params_t *p, fanns_err_t *err, 
         *rc = fanns_err_set(err, FANNS_EINVAL, NULL, "hnsw: bad parameters (dim 1..65536, m 2..512, known metric)");
         return NULL;
     }
+    if (p->codec && (!fanns_codec_is_trained(p->codec) || fanns_codec_dim(p->codec) != p->dim ||
+                     fanns_codec_metric(p->codec) != p->metric)) {
+        *rc = fanns_err_set(err, FANNS_EINVAL, NULL, "hnsw: the codec must be trained, with the index's dim and metric");
+        return NULL;
+    }
     fanns_dist_init();
     fanns_hnsw_t *h = calloc(1, sizeof *h);
     if (!h) goto nomem;
@@ -1389,7 +1498,12 @@ static fanns_hnsw_t *hnsw_alloc(const fanns_hnsw_params_t *p, fanns_err_t *err, 
     if (h->p.ef_construct < h->p.m) h->p.ef_construct = h->p.m;
     h->m0 = 2 * p->m;
     h->hdr = round64(OFF_LIST0 + sizeof(uint32_t) * (1u + h->m0));
-    h->stride = h->hdr + round64((size_t)p->dim * sizeof(float));
+    h->codec = p->codec;
+    h->vbytes = p->codec ? fanns_codec_code_size(p->codec) : (size_t)p->dim * sizeof(float);
+    h->codec_build_bits = p->codec && fanns_codec_kind(p->codec) == FANNS_CODEC_SQ8 ? 32u : 0u;
+    /* Codes are small: round to 16 bytes, not a whole line (an int8 384-d code plus a 16-link
+     * level 0 is 8 lines instead of 9 rounded to 64). */
+    h->stride = h->hdr + (p->codec ? (h->vbytes + 15u) & ~(size_t)15u : round64(h->vbytes));
     h->chunk_bytes = FLAGS_BYTES + (size_t)CHUNK_N * h->stride;
     h->mult = 1.0 / log((double)p->m);
     h->kern = pick_kernel(p->metric);
@@ -1602,6 +1716,12 @@ static void wput(wfile_t *w, const void *p, size_t n) {
     if (fwrite(p, 1, n, w->f) != n) w->bad = true;
 }
 
+/* The header word naming the node vector format: 0 for float32, else kind << 24 | code size
+ * (the codec's trained values are the caller's to match, see hnsw.h). */
+static uint32_t codec_tag(const fanns_hnsw_t *h) {
+    return h->codec ? (uint32_t)fanns_codec_kind(h->codec) << 24 | (uint32_t)h->vbytes : 0u;
+}
+
 int fanns_hnsw_save(const fanns_hnsw_t *h, const char *path, uint64_t stamp, fanns_err_t *err) {
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 5);
@@ -1624,6 +1744,7 @@ int fanns_hnsw_save(const fanns_hnsw_t *h, const char *path, uint64_t stamp, fan
     memcpy(fh.magic, FILE_MAGIC, 8);
     fh.version = FILE_VERSION;
     fh.dim = h->p.dim;
+    fh.pad = codec_tag(h);
     fh.metric = (uint32_t)h->p.metric;
     fh.m = h->p.m;
     fh.ef_construct = h->p.ef_construct;
@@ -1647,7 +1768,7 @@ int fanns_hnsw_save(const fanns_hnsw_t *h, const char *path, uint64_t stamp, fan
             uint32_t *lst = list_of(h, node, l);
             wput(&w, lst, (1u + lst[0]) * sizeof(uint32_t));
         }
-        wput(&w, vec_of(h, node), h->p.dim * sizeof(float));
+        wput(&w, code_of(h, node), h->vbytes);
     }
     uint64_t sum = hash_final(&w.hs);
     if (!w.bad && fwrite(&sum, 1, sizeof sum, w.f) != sizeof sum) w.bad = true;
@@ -1730,6 +1851,10 @@ int fanns_hnsw_load(const char *path, const fanns_hnsw_params_t *p, fanns_hnsw_t
     }
     h = hnsw_alloc(p, err, &rc);
     if (!h) goto fail;
+    if (fh.pad != codec_tag(h)) {
+        why = "vector codec differs from the collection's";
+        goto corrupt;
+    }
     uint64_t prev = 0;
     size_t ndel = 0;
     for (uint64_t i = 0; i < fh.npresent; i++) {
@@ -1774,7 +1899,7 @@ int fanns_hnsw_load(const char *path, const fanns_hnsw_params_t *p, fanns_hnsw_t
                 goto corrupt;
             }
         }
-        if (!rget(&r, vec_of(h, node), h->p.dim * sizeof(float))) {
+        if (!rget(&r, (uint8_t *)code_of(h, node), h->vbytes)) {
             why = "truncated vector";
             goto corrupt;
         }

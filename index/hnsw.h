@@ -36,6 +36,14 @@ typedef struct fanns_hnsw_params {
     uint32_t m;             /* links per node on levels >= 1; level 0 keeps up to 2*m (Qdrant default 16) */
     uint32_t ef_construct;  /* beam width while inserting (Qdrant default 100) */
     uint64_t seed;          /* level generator seed */
+    /* Optional (NULL: float32 vectors in the nodes).  A trained codec (index/codec.h,
+     * borrowed: it must outlive the index and not be retrained) whose codes the nodes hold
+     * instead of the vectors: searches compute distances on the codes with the query
+     * prepared at query_bits precision (0: the codec's default), and construction uses the
+     * float vector being inserted against decoded codes.  Results then carry estimated
+     * distances, to be rescored by the caller with the original vectors. */
+    const struct fanns_codec *codec;
+    unsigned query_bits;
 } fanns_hnsw_params_t;
 
 typedef struct fanns_hnsw_result {
@@ -91,7 +99,8 @@ int fanns_hnsw_search(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, fann
 
 /* Internal distance between q and the stored vector of off (for rescoring and tests). */
 float fanns_hnsw_distance(const fanns_hnsw_t *h, const float *q, uint32_t off);
-/* The stored vector of off (borrowed; valid while off is not replaced), or NULL. */
+/* The stored vector of off (borrowed; valid while off is not replaced), or NULL (also with a
+ * codec: nodes then hold codes). */
 const float *fanns_hnsw_vector(const fanns_hnsw_t *h, uint32_t off);
 
 /* Live node count, and bytes of memory held by the index (graph + vectors). */

@@ -16,6 +16,13 @@
  * place), checks the graph again and prints one "churn" line per ef with the recall of the
  * churned graph next to the fresh build's, to show that deletes and re-inserts do not wear the
  * graph down.
+ *
+ * --codec sq8|f16|bin (bench_hnsw's own option) builds the graph over compressed codes
+ * (index/codec.h, trained on the first min(n, 65536) points; the nodes hold codes instead of
+ * floats), traverses it on the codes with the query at --query-bits precision (0: the codec's
+ * default), and rescores the best ceil(k * --oversample) candidates with the float32 vectors
+ * (exact distances), as the server does with vectors kept outside the graph.  index_bytes is
+ * then the graph with its codes; the float32 vectors used for rescoring are reported apart.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,6 +31,7 @@
 #include <string.h>
 
 #include "bench_common.h"
+#include "codec.h"
 #include "distance.h"
 #include "err.h"
 #include "hnsw.h"
@@ -38,9 +46,29 @@ static const float *vec_of(void *ctx, uint32_t off) {
     return c->base + (size_t)off * c->dim;
 }
 
+typedef struct {
+    fanns_hnsw_t *h;
+    const float *base; /* float32 vectors for rescoring (with a codec) */
+    size_t dim;
+    double oversample; /* 0: no rescoring */
+} search_ctx_t;
+
+static int cmp_res(const void *a, const void *b) {
+    float x = ((const fanns_hnsw_result_t *)a)->dist, y = ((const fanns_hnsw_result_t *)b)->dist;
+    return x < y ? -1 : x > y;
+}
+
 static int search(void *ctx, const float *q, size_t k, size_t ef, long long *ids, size_t *n) {
+    search_ctx_t *c = ctx;
     fanns_hnsw_result_t res[1024];
-    if (k > 1024 || fanns_hnsw_search(ctx, q, k, ef, NULL, NULL, res, n, NULL)) return -1;
+    size_t want = k;
+    if (c->oversample > 0) want = (size_t)(k * c->oversample + 0.999);
+    if (want > 1024 || fanns_hnsw_search(c->h, q, want, ef < want ? want : ef, NULL, NULL, res, n, NULL)) return -1;
+    if (c->oversample > 0) {
+        for (size_t i = 0; i < *n; i++) res[i].dist = 1.0f - fanns_dist_dot(q, c->base + (size_t)res[i].off * c->dim, c->dim);
+        qsort(res, *n, sizeof *res, cmp_res);
+        if (*n > k) *n = k;
+    }
     for (size_t i = 0; i < *n; i++) ids[i] = res[i].off;
     return 0;
 }
@@ -56,7 +84,7 @@ static uint64_t mix(uint64_t *st) {
 /* Deletes a seeded random half of the n points, re-inserts them, and prints one "churn" line
  * per ef next to the fresh build's recall (fresh[]).  Returns 0 or -1. */
 static int churn(const bench_opts_t *o, fanns_hnsw_t *h, uint32_t *offs, size_t n, vec_ctx_t *vc,
-                 const bench_npy_t *q, const bench_npy_t *gt, const double *fresh) {
+                 const bench_npy_t *q, const bench_npy_t *gt, const double *fresh, search_ctx_t *sc) {
     fanns_err_t err = {0};
     uint64_t st = 1;
     for (size_t i = n; i > 1; i--) { /* Fisher-Yates: offs[0..n/2) are the churned points */
@@ -80,7 +108,7 @@ static int churn(const bench_opts_t *o, fanns_hnsw_t *h, uint32_t *offs, size_t 
     if (crc) fprintf(stderr, "graph check after churn failed: %s\n", err.msg);
     for (size_t i = 0; i < o->nef; i++) {
         bench_point_t pt;
-        if (bench_run_ef(o, q, gt, o->efs[i], search, h, &pt)) return -1;
+        if (bench_run_ef(o, q, gt, o->efs[i], search, sc, &pt)) return -1;
         printf("{\"system\":\"fanns\",\"kind\":\"churn\",\"ef\":%zu,\"k\":%u,\"nq\":%zu,\"churned\":%zu,"
                "\"recall\":%.4f,\"fresh_recall\":%.4f,\"qps\":%.1f,\"qps_median\":%.1f,\"delete_s\":%.3f,"
                "\"reinsert_s\":%.3f,\"graph_ok\":%s}\n",
@@ -100,15 +128,24 @@ int main(int argc, char **argv) {
     int rc = 1;
     double fresh[32];
     bool do_churn = false;
-    /* --churn is this program's own flag: take it out before the shared parser sees argv */
+    const char *codec_name = NULL;
+    double oversample = 0;
+    unsigned query_bits = 0;
+    fanns_codec_t *codec = NULL;
+    /* --churn, --codec, --oversample, --query-bits are this program's own flags: take them
+     * out before the shared parser sees argv */
     int argn = 0;
     for (int i = 0; i < argc; i++) {
         if (i > 0 && !strcmp(argv[i], "--churn")) do_churn = true;
+        else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--codec")) codec_name = argv[++i];
+        else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--oversample")) oversample = atof(argv[++i]);
+        else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--query-bits")) query_bits = (unsigned)atoi(argv[++i]);
         else argv[argn++] = argv[i];
     }
     argc = argn;
     if (bench_parse(argc, argv, &o)) {
-        fprintf(stderr, "          [--churn]  then delete and re-insert half of the points, measure again\n");
+        fprintf(stderr, "          [--churn]  then delete and re-insert half of the points, measure again\n"
+                        "          [--codec sq8|f16|bin [--oversample F] [--query-bits N]]  graph over codes\n");
         return 2;
     }
     if (bench_load(&o, &base, &q, &gt)) return 1;
@@ -120,8 +157,25 @@ int main(int argc, char **argv) {
     long long rss_loaded = bench_cur_rss();
 
     fanns_hnsw_params_t p = {.dim = (uint32_t)d, .metric = FANNS_METRIC_COSINE, .m = o.m, .ef_construct = o.efc,
-                             .seed = 100};
+                             .seed = 100, .query_bits = query_bits};
+    double train_s = 0;
+    if (codec_name) {
+        fanns_codec_params_t cp = {.dim = (uint32_t)d, .metric = FANNS_METRIC_COSINE};
+        if (!strcmp(codec_name, "sq8")) cp.kind = FANNS_CODEC_SQ8;
+        else if (!strcmp(codec_name, "f16")) cp.kind = FANNS_CODEC_F16;
+        else if (!strcmp(codec_name, "bin")) cp.kind = FANNS_CODEC_BIN;
+        else {
+            fprintf(stderr, "unknown codec %s\n", codec_name);
+            return 2;
+        }
+        double tt = bench_now();
+        if (fanns_codec_new(&cp, &codec, &err) || fanns_codec_train(codec, n < 65536 ? n : 65536, bv, &err)) goto fail;
+        train_s = bench_now() - tt;
+        p.codec = codec;
+        if (oversample <= 0) oversample = 1;
+    }
     if (fanns_hnsw_new(&p, &h, &err)) goto fail;
+    search_ctx_t sc = {h, bv, d, codec ? oversample : 0};
     offs = malloc(n * sizeof(*offs));
     if (!offs) goto fail;
     for (size_t i = 0; i < n; i++) offs[i] = (uint32_t)i;
@@ -136,14 +190,17 @@ int main(int argc, char **argv) {
     fanns_err_t cerr = {0};
     int crc = fanns_hnsw_check(h, &cerr);
     printf("{\"system\":\"fanns\",\"kind\":\"build\",\"n\":%zu,\"dim\":%zu,\"m\":%u,\"ef_construction\":%u,"
-           "\"threads\":%u,\"build_s\":%.3f,\"index_bytes\":%zu,\"isa\":\"%s\",\"graph_ok\":%s}\n",
-           n, d, o.m, o.efc, o.threads, build_s, fanns_hnsw_memory(h), fanns_dist_isa(), crc ? "false" : "true");
+           "\"threads\":%u,\"build_s\":%.3f,\"index_bytes\":%zu,\"isa\":\"%s\",\"graph_ok\":%s,"
+           "\"codec\":\"%s\",\"code_bytes\":%zu,\"oversample\":%.2f,\"query_bits\":%u,\"train_s\":%.3f}\n",
+           n, d, o.m, o.efc, o.threads, build_s, fanns_hnsw_memory(h), fanns_dist_isa(), crc ? "false" : "true",
+           codec_name ? codec_name : "float32", codec ? fanns_codec_code_size(codec) : d * sizeof(float),
+           codec ? oversample : 0.0, query_bits, train_s);
     if (crc) fprintf(stderr, "graph check failed: %s\n", cerr.msg);
     fflush(stdout);
 
     for (size_t i = 0; i < o.nef; i++) {
         bench_point_t pt;
-        if (bench_run_ef(&o, &q, &gt, o.efs[i], search, h, &pt)) {
+        if (bench_run_ef(&o, &q, &gt, o.efs[i], search, &sc, &pt)) {
             fprintf(stderr, "search failed at ef %zu\n", o.efs[i]);
             goto fail;
         }
@@ -153,7 +210,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
         fresh[i] = pt.recall;
     }
-    if (do_churn && churn(&o, h, offs, n, &vc, &q, &gt, fresh)) {
+    if (do_churn && churn(&o, h, offs, n, &vc, &q, &gt, fresh, &sc)) {
         fprintf(stderr, "churn failed\n");
         goto fail;
     }
@@ -163,6 +220,7 @@ int main(int argc, char **argv) {
 fail:
     if (rc && err.msg[0]) fprintf(stderr, "fanns: %s\n", err.msg);
     fanns_hnsw_free(h);
+    fanns_codec_free(codec);
     free(offs);
     free(base.data);
     free(q.data);

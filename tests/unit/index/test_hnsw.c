@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "codec.h"
 #include "hnsw.h"
 
 /* ---- data ---- */
@@ -550,6 +551,109 @@ START_TEST(test_concurrent) {
 }
 END_TEST
 
+/* A graph over int8 codes (and half-precision ones): construction against decoded codes,
+ * traversal on the codes, rescoring by the caller.  Invariants hold, recall after rescoring
+ * the best 2k candidates with the float vectors stays near the float graph's, returned
+ * distances are the decoded vectors' (within the quantisation error of the true ones), node
+ * vectors are not exposed, deletes and replacements work, and a saved graph reloads only with
+ * the same kind of codec. */
+START_TEST(test_codec_graph) {
+    float *base = make_data(N + NQ, DIM, 40, true, 5), *qs = base + N * DIM;
+    fanns_err_t err;
+    for (int kind = 0; kind < 2; kind++) {
+        fanns_codec_params_t cp = {.kind = kind ? FANNS_CODEC_F16 : FANNS_CODEC_SQ8, .dim = DIM,
+                                   .metric = FANNS_METRIC_COSINE};
+        fanns_codec_t *codec;
+        ck_assert_int_eq(fanns_codec_new(&cp, &codec, &err), 0);
+        ck_assert_int_eq(fanns_codec_train(codec, N, base, &err), 0);
+        fanns_hnsw_params_t p = P_COS;
+        p.codec = codec;
+        fanns_hnsw_t *h = build(&p, base, N, 2);
+        int rc = fanns_hnsw_check(h, &err);
+        ck_assert_msg(rc == 0, "check: %s", err.msg);
+        ck_assert_ptr_null(fanns_hnsw_vector(h, 0));
+        /* the nodes hold codes: far less memory than a float graph of the same points */
+        fanns_hnsw_t *hf = build(&P_COS, base, N, 1);
+        if (kind == 0) /* 32 code bytes instead of 128 float bytes per node */
+            ck_assert(fanns_hnsw_memory(h) + (size_t)N * (DIM * sizeof(float) - DIM - 16) <= fanns_hnsw_memory(hf));
+        double rf = recall(hf, FANNS_METRIC_COSINE, base, N, DIM, qs, NQ, 10, 64, NULL);
+        /* recall after rescoring 2k candidates */
+        size_t hits = 0;
+        uint32_t truth[10];
+        fanns_hnsw_result_t res[20];
+        for (size_t i = 0; i < NQ; i++) {
+            const float *q = qs + i * DIM;
+            size_t nt = brute(FANNS_METRIC_COSINE, base, N, DIM, q, 10, NULL, truth), got;
+            ck_assert_int_eq(fanns_hnsw_search(h, q, 20, 64, NULL, NULL, res, &got, NULL), 0);
+            ck_assert_uint_eq(got, 20);
+            for (size_t a = 0; a < got; a++) {
+                float exact = ref_dist(FANNS_METRIC_COSINE, q, base + (size_t)res[a].off * DIM, DIM);
+                /* int8 with an int8 query: a few steps of error over 32 dimensions */
+                ck_assert_msg(fabsf(res[a].dist - exact) < (kind ? 2e-3f : 0.05f), "dist %f exact %f", res[a].dist, exact);
+                res[a].dist = exact;
+            }
+            for (size_t a = 1; a < got; a++) /* rescore: sort by exact distance */
+                for (size_t b = a; b > 0 && res[b - 1].dist > res[b].dist; b--) {
+                    fanns_hnsw_result_t t = res[b];
+                    res[b] = res[b - 1];
+                    res[b - 1] = t;
+                }
+            for (size_t a = 0; a < 10; a++)
+                for (size_t b = 0; b < nt; b++)
+                    if (res[a].off == truth[b]) {
+                        hits++;
+                        break;
+                    }
+        }
+        double r = (double)hits / (double)(NQ * 10);
+        ck_assert_msg(r >= rf - 0.02 && r >= 0.93, "codec %d: recall@10 %.4f, float graph %.4f", kind, r, rf);
+        /* delete a quarter, re-insert them: invariants and no deleted result */
+        for (uint32_t i = 0; i < N; i += 4) fanns_hnsw_delete(h, i);
+        for (uint32_t i = 0; i < N; i += 8) ck_assert_int_eq(fanns_hnsw_insert(h, i, base + (size_t)i * DIM, &err), 0);
+        rc = fanns_hnsw_check(h, &err);
+        ck_assert_msg(rc == 0, "check after churn: %s", err.msg);
+        for (size_t i = 0; i < 20; i++) {
+            size_t got;
+            ck_assert_int_eq(fanns_hnsw_search(h, qs + i * DIM, 10, 64, NULL, NULL, res, &got, NULL), 0);
+            for (size_t a = 0; a < got; a++) ck_assert(res[a].off % 8 == 0 || res[a].off % 4 != 0);
+        }
+        /* persistence: same codec kind reloads to the same answers; float params refuse it */
+        char dir[] = "/tmp/fanns-test-hnswc-XXXXXX";
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        char path[256];
+        snprintf(path, sizeof path, "%s/g.hnsw", dir);
+        ck_assert_int_eq(fanns_hnsw_save(h, path, 7, &err), 0);
+        fanns_hnsw_t *g = NULL;
+        uint64_t stamp = 0;
+        ck_assert_int_eq(fanns_hnsw_load(path, &p, &g, &stamp, &err), 0);
+        fanns_hnsw_result_t r1[10], r2[10];
+        size_t n1, n2;
+        ck_assert_int_eq(fanns_hnsw_search(h, qs, 10, 50, NULL, NULL, r1, &n1, NULL), 0);
+        ck_assert_int_eq(fanns_hnsw_search(g, qs, 10, 50, NULL, NULL, r2, &n2, NULL), 0);
+        ck_assert_uint_eq(n1, n2);
+        for (size_t a = 0; a < n1; a++) ck_assert_uint_eq(r1[a].off, r2[a].off);
+        fanns_hnsw_free(g);
+        g = NULL;
+        ck_assert_int_eq(fanns_hnsw_load(path, &P_COS, &g, &stamp, &err), FANNS_ECORRUPT);
+        unlink(path);
+        rmdir(dir);
+        fanns_hnsw_free(h);
+        fanns_hnsw_free(hf);
+        fanns_codec_free(codec);
+    }
+    /* an untrained codec or one of another dimension is refused */
+    fanns_codec_params_t cp = {.kind = FANNS_CODEC_SQ8, .dim = DIM, .metric = FANNS_METRIC_COSINE};
+    fanns_codec_t *codec;
+    ck_assert_int_eq(fanns_codec_new(&cp, &codec, &err), 0);
+    fanns_hnsw_params_t p = P_COS;
+    p.codec = codec;
+    fanns_hnsw_t *h = NULL;
+    ck_assert_int_eq(fanns_hnsw_new(&p, &h, &err), FANNS_EINVAL);
+    fanns_codec_free(codec);
+    free(base);
+}
+END_TEST
+
 /* Near-duplicate vectors: groups of a few almost equal points, which the heuristic links
  * to one another and prunes from everyone else's lists, so groups lose all in-links from
  * the rest of the graph unless the index links them again.  Every node must stay reachable,
@@ -633,6 +737,7 @@ int main(void) {
     tcase_add_test(tc, test_concurrent);
     tcase_add_test(tc, test_metrics);
     tcase_add_test(tc, test_near_duplicates_reachable);
+    tcase_add_test(tc, test_codec_graph);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
