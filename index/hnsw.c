@@ -322,7 +322,8 @@ struct scratch {
     size_t tmpcap;
     uint32_t *ids;        /* link copies, unvisited lists, selections */
     size_t idcap;
-    float *dec;           /* with a codec: three decoded vectors (see node_vec) */
+    float *dec;           /* with a codec: three decoded vectors (see node_vec), then the
+                           * decoded vectors of the heuristic's kept links (2m) */
     size_t deccap;
 };
 
@@ -410,7 +411,7 @@ static int scratch_prepare(const fanns_hnsw_t *h, scratch_t *s, size_t ef) {
         grow((void **)&s->cand, &s->ccap, ef + 2, sizeof(hent_t)) ||
         grow((void **)&s->ids, &s->idcap, 4u * h->m0 + 8u, sizeof(uint32_t)) ||
         grow((void **)&s->tmp, &s->tmpcap, 2 * (ef + h->p.ef_construct) + 6u * h->m0 + 8u, sizeof(hent_t)) ||
-        (h->codec && grow((void **)&s->dec, &s->deccap, 3u * (size_t)h->p.dim, sizeof(float))))
+        (h->codec && grow((void **)&s->dec, &s->deccap, (3u + h->m0) * (size_t)h->p.dim, sizeof(float))))
         return FANNS_ENOMEM;
     return 0;
 }
@@ -687,17 +688,25 @@ static size_t select_heuristic(const fanns_hnsw_t *h, hent_t *a, size_t n, size_
     *nrej = 0;
     if (n < mmax) return n;
     size_t k = 0, i = 0;
+    /* With a codec each candidate is decoded once and the kept ones are kept decoded (after
+     * the three node_vec slots), instead of decoding a kept link again for every check. */
+    float *kept = h->codec ? tls_scratch->dec + 3u * (size_t)h->p.dim : NULL;
     for (; i < n && k < mmax; i++) {
         const float *vi = node_vec(h, a[i].id, 0);
         bool good = true;
         for (size_t j = 0; j < k; j++) {
-            if (dist_raw(h, vi, node_vec(h, a[j].id, 1)) < a[i].d) {
+            const float *vj = kept ? kept + j * (size_t)h->p.dim : vec_of(h, node_at(h, a[j].id));
+            if (dist_raw(h, vi, vj) < a[i].d) {
                 good = false;
                 break;
             }
         }
-        if (good) a[k++] = a[i];
-        else rej[(*nrej)++] = a[i];
+        if (good) {
+            if (kept) memcpy(kept + k * (size_t)h->p.dim, vi, h->p.dim * sizeof(float));
+            a[k++] = a[i];
+        } else {
+            rej[(*nrej)++] = a[i];
+        }
     }
     for (; i < n; i++) rej[(*nrej)++] = a[i];
     return k;
