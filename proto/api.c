@@ -490,7 +490,7 @@ fail:
 }
 
 static int query_flag(const char *q, const char *name, bool def, bool *out, fanns_err_t *err);
-static uint64_t rss_bytes(void);
+static uint64_t rss_bytes(uint64_t *anon);
 
 static double per_vector(uint64_t bytes, uint64_t points) { return points ? (double)bytes / (double)points : 0.0; }
 
@@ -502,13 +502,13 @@ static json_t *fanns_info_json(const fanns_coll_stats_t *st) {
     json_t *q = json_pack("{s:s?, s:s, s:s?, s:I, s:I, s:s?}", "codec", st->codec, "status", st->codec_status, "active_codec",
                           st->codec_ready, "code_size", (json_int_t)st->code_size, "trained_points",
                           (json_int_t)st->codec_trained_points, "codebook_checksum", st->codec_ready ? sum : NULL);
-    uint64_t n = st->points_count;
-    json_t *mem = json_pack("{s:{s:f, s:f, s:f, s:f}, s:{s:I, s:I, s:I, s:I}, s:I}", "bytes_per_vector", "codes",
+    uint64_t n = st->points_count, anon = 0, rss = rss_bytes(&anon);
+    json_t *mem = json_pack("{s:{s:f, s:f, s:f, s:f}, s:{s:I, s:I, s:I, s:I}, s:I, s:I}", "bytes_per_vector", "codes",
                             per_vector(st->codes_bytes, n), "vectors", per_vector(st->vectors_bytes, n), "graph",
                             per_vector(st->graph_bytes, n), "payload_indexes", per_vector(st->payload_index_bytes, n),
                             "bytes", "codes", (json_int_t)st->codes_bytes, "vectors", (json_int_t)st->vectors_bytes, "graph",
                             (json_int_t)st->graph_bytes, "payload_indexes", (json_int_t)st->payload_index_bytes,
-                            "process_resident_bytes", (json_int_t)rss_bytes());
+                            "process_resident_bytes", (json_int_t)rss, "process_anonymous_bytes", (json_int_t)anon);
     return json_pack("{s:o, s:o}", "quantization", q, "memory", mem);
 }
 
@@ -720,13 +720,19 @@ static void buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ..
 }
 
 /* Resident set size in bytes from /proc/self/statm (0 if unavailable). */
-static uint64_t rss_bytes(void) {
-    unsigned long pages = 0, res = 0;
+/* Resident bytes of the process and, in *anon, those not backed by a file: resident minus
+ * shared in /proc/self/statm, which leaves out LMDB's mapped pages (page cache the kernel can
+ * evict, where collections with vectors.on_disk read their vectors). */
+static uint64_t rss_bytes(uint64_t *anon) {
+    unsigned long pages = 0, res = 0, shared = 0;
     FILE *f = fopen("/proc/self/statm", "r");
+    *anon = 0;
     if (!f) return 0;
-    if (fscanf(f, "%lu %lu", &pages, &res) != 2) res = 0;
+    if (fscanf(f, "%lu %lu %lu", &pages, &res, &shared) != 3) res = shared = 0;
     fclose(f);
-    return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+    *anon = res > shared ? (uint64_t)(res - shared) * ps : 0;
+    return (uint64_t)res * ps;
 }
 
 /* GET /metrics: Prometheus text format, names as Qdrant's where they exist. */
@@ -763,7 +769,8 @@ static void metrics(fanns_api_t *api, fanns_api_resp_t *resp) {
         buf_printf(&b, &len, &cap, "collection_indexing{collection=\"%s\"} %d\n", json_string_value(json_object_get(n, "n")),
                    json_is_true(json_object_get(n, "y")));
     buf_printf(&b, &len, &cap, "# HELP memory_resident_bytes resident memory of the process\n# TYPE memory_resident_bytes gauge\n");
-    buf_printf(&b, &len, &cap, "memory_resident_bytes %llu\n", (unsigned long long)rss_bytes());
+    uint64_t anon;
+    buf_printf(&b, &len, &cap, "memory_resident_bytes %llu\n", (unsigned long long)rss_bytes(&anon));
     json_decref(lines);
     json_decref(names);
     resp->status = b ? 200 : 500;

@@ -7,6 +7,9 @@
  * the loop returns no request is running, so the API and the database are freed safely.
  *
  * Exit status: 0 after a clean shutdown, 1 when start-up fails, 2 for bad settings.
+ *
+ * Before anything else, fannsd may execute itself once more to put OMP_WAIT_POLICY=PASSIVE
+ * in its environment (see omp_passive_reexec).
  */
 #include <errno.h>
 #include <signal.h>
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "config.h"
@@ -28,6 +32,23 @@
 #endif
 
 extern char **environ;
+
+#define REEXEC_MARKER "FANNSD_OMP_REEXEC"
+
+/* FAISS trains product quantizers with OpenMP k-means.  libgomp's default wait policy lets
+ * idle worker threads spin, which on a small machine shared with the server's own threads
+ * made training about 60 times slower than with OMP_WAIT_POLICY=PASSIVE.  libgomp reads the
+ * variable once, in a constructor that runs when the library is loaded, before main: setting
+ * it here is too late for this process.  So when it is unset, set it and execute the same
+ * binary again with the same arguments; an operator's explicit value is always kept.  The
+ * marker stops a second attempt whatever happens, and if exec fails the server simply runs
+ * with libgomp's default. */
+static void omp_passive_reexec(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv(REEXEC_MARKER)) return;
+    if (setenv(REEXEC_MARKER, "1", 1) != 0 || setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    /* Still here: exec failed.  The variable stays set (harmless) and start-up goes on. */
+}
 
 static void handle(void *ctx, const fanns_api_req_t *req, fanns_api_resp_t *resp) {
     fanns_api_handle(ctx, req, resp);
@@ -70,6 +91,7 @@ int main(int argc, char **argv) {
     char fields[1200];
     int rc, status = 1;
 
+    omp_passive_reexec(argv);
     fanns_err_clear(&err);
     signal(SIGPIPE, SIG_IGN);
     if (fanns_config_load(&cfg, argc, argv, environ, &action, &err) != 0) {

@@ -6,6 +6,10 @@
  * Exact search scans every live slot, evaluates the filter per point and keeps the best
  * offset + limit in a binary heap keyed so that larger is better (similarity, or minus the
  * distance); it is the ground truth that approximate indexes are measured against.
+ *
+ * Float32 vectors are read through a fanns_vread_t (vecs.c): from c->vecs, or, for a
+ * collection with vectors.on_disk, copied out of LMDB records through one read transaction
+ * per search (a cursor walk for a full scan, a lookup per point otherwise).
  */
 #include "coll.h"
 
@@ -104,6 +108,7 @@ fanns_coll_t *fanns__coll_new(fanns_db_t *db, const char *name, uint32_t cid, ui
     pthread_rwlock_init(&c->lock, NULL);
     c->config = json_incref(config);
     c->schema = schema ? json_incref(schema) : json_object();
+    atomic_init(&c->ondisk, fanns__coll_config_ondisk(config));
     fanns__index_config(c);
     fanns__quant_config(c);
     c->live_bm = roaring_bitmap_create();
@@ -151,9 +156,11 @@ static int ensure_cap(fanns_coll_t *c, uint32_t need) {
     if (need <= c->cap) return 0;
     uint32_t ncap = c->cap ? c->cap : 256;
     while (ncap < need) ncap = ncap > 0x7fffffffu ? 0xfffffff0u : ncap * 2;
-    float *v = realloc(c->vecs, (size_t)ncap * c->dim * sizeof(float));
-    if (!v) return FANNS_ENOMEM;
-    c->vecs = v;
+    if (!c->ondisk) {
+        float *v = realloc(c->vecs, (size_t)ncap * c->dim * sizeof(float));
+        if (!v) return FANNS_ENOMEM;
+        c->vecs = v;
+    }
     fanns_pid_t *p = realloc(c->pids, (size_t)ncap * sizeof(*p));
     if (!p) return FANNS_ENOMEM;
     c->pids = p;
@@ -228,8 +235,8 @@ int fanns__coll_set_slot(fanns_coll_t *c, uint32_t off, const fanns_pid_t *id, u
     }
     c->versions[off] = version;
     c->vversions[off] = version;
-    memcpy(c->vecs + (size_t)off * c->dim, vec, c->dim * sizeof(float));
-    fanns__quant_encode_slot(c, off);
+    if (!c->ondisk) memcpy(c->vecs + (size_t)off * c->dim, vec, c->dim * sizeof(float));
+    fanns__quant_encode_slot(c, off, vec);
     if ((rc = fanns_pindex_update(c->pindex, off, was_live ? c->payloads[off] : NULL, payload)) != 0) return rc;
     if (c->payloads[off]) json_decref(c->payloads[off]);
     c->payloads[off] = payload; /* takes the reference */
@@ -296,7 +303,7 @@ void fanns_hits_free(fanns_hit_t *hits, size_t n) {
     free(hits);
 }
 
-int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, fanns_hit_t *h) {
+int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, fanns_vread_t *vr, fanns_hit_t *h) {
     h->id = c->pids[off];
     h->version = c->versions[off];
     h->payload = c->payloads[off] ? json_incref(c->payloads[off]) : NULL;
@@ -304,9 +311,15 @@ int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, 
     if (with_vector) {
         h->vector = malloc(c->dim * sizeof(float));
         if (!h->vector) return FANNS_ENOMEM;
-        memcpy(h->vector, c->vecs + (size_t)off * c->dim, c->dim * sizeof(float));
+        return fanns__vr_copy(vr, off, h->vector);
     }
     return 0;
+}
+
+/* The message for a read that failed with rc. */
+static int read_err(fanns_err_t *err, int rc) {
+    if (rc == FANNS_ENOMEM) return fanns_err_set(err, rc, NULL, "out of memory");
+    return fanns_err_set(err, rc, NULL, "storage error reading vectors: %s", fanns_err_name(rc));
 }
 
 int fanns_coll_stats(fanns_coll_t *c, fanns_coll_stats_t *out) {
@@ -318,7 +331,7 @@ int fanns_coll_stats(fanns_coll_t *c, fanns_coll_stats_t *out) {
     if (!out->payload_schema) out->payload_schema = json_object();
     fanns__quant_stats(c, out);
     out->indexing = out->indexing || fanns__quant_busy(c);
-    out->vectors_bytes = (uint64_t)c->cap * c->dim * sizeof(float);
+    out->vectors_bytes = c->ondisk ? 0 : (uint64_t)c->cap * c->dim * sizeof(float);
     out->graph_bytes = c->hnsw ? fanns_hnsw_memory(c->hnsw) : 0;
     out->payload_index_bytes = fanns_pindex_memory(c->pindex);
     pthread_rwlock_unlock(&c->lock);
@@ -377,6 +390,11 @@ static int cmp_better(const void *a, const void *b) {
     if (worse(x, y)) return 1;
     if (worse(y, x)) return -1;
     return 0;
+}
+
+static int cmp_off(const void *a, const void *b) {
+    const cand_t *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
 }
 
 /* Key (larger is better) and Qdrant score for metric m. */
@@ -455,8 +473,8 @@ static inline float code_key(fanns_metric_t m, float dist) {
  * k * oversampling points by estimated distance, then each rescored with its float32 vector
  * (params.quantization.rescore, default true) or kept with its estimate, into heap.  The
  * estimate kernels are index/codec.h's SIMD ones (PQ: lookup tables, see quant.c). */
-static int search_scan_codes(const fanns_coll_t *c, const fanns_search_req_t *req, cand_t *heap, size_t *nh, size_t k,
-                             const match_set_t *ms, fanns_search_explain_t *ex) {
+static int search_scan_codes(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_search_req_t *req, cand_t *heap,
+                             size_t *nh, size_t k, const match_set_t *ms, fanns_search_explain_t *ex) {
     const fanns_metric_t m = c->metric;
     const size_t d = c->dim, cs = c->code_size;
     double os = req->q_oversampling >= 1.0 ? req->q_oversampling : 1.0;
@@ -500,9 +518,24 @@ static int search_scan_codes(const fanns_coll_t *c, const fanns_search_req_t *re
     }
     fanns__qquery_free(qq);
     bool rescore = !req->q_no_rescore;
+    if (rescore && vr->txn) {
+        /* From disk: look the candidates up in offset order, which walks the B-tree's leaves
+         * mostly forwards (better page locality than heap order). */
+        qsort(cand, nc, sizeof(*cand), cmp_off);
+    }
     for (size_t i = 0; i < nc; i++) {
         uint32_t off = cand[i].off;
-        float key = rescore ? metric_key(m, req->query, c->vecs + (size_t)off * d, d) : code_key(m, -cand[i].key);
+        float key;
+        if (rescore) {
+            const float *v = fanns__vr_get(vr, off);
+            if (!v) {
+                free(cand);
+                return vr->rc;
+            }
+            key = metric_key(m, req->query, v, d);
+        } else {
+            key = code_key(m, -cand[i].key);
+        }
         heap_push(heap, nh, k, (cand_t){key, off});
     }
     ex->dist_comps += scored + (rescore ? nc : 0);
@@ -514,11 +547,24 @@ static int search_scan_codes(const fanns_coll_t *c, const fanns_search_req_t *re
 }
 
 /* Scan: every live point (ms NULL) or the match set; exact unless the codes may be used. */
-static int search_scan(const fanns_coll_t *c, const fanns_search_req_t *req, cand_t *heap, size_t *nh, size_t k,
-                       const match_set_t *ms, fanns_search_explain_t *ex) {
+static int search_scan(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_search_req_t *req, cand_t *heap, size_t *nh,
+                       size_t k, const match_set_t *ms, fanns_search_explain_t *ex) {
     const fanns_metric_t m = c->metric;
     const size_t d = c->dim;
-    if (c->qc && !req->exact && !req->q_ignore) return search_scan_codes(c, req, heap, nh, k, ms, ex);
+    if (c->qc && !req->exact && !req->q_ignore) return search_scan_codes(c, vr, req, heap, nh, k, ms, ex);
+    if (!ms && vr->txn) {
+        /* On disk: one cursor walk over the collection's records (sequential in the file). */
+        ex->strategy = "exact_scan";
+        uint32_t off;
+        const float *v;
+        int r;
+        while ((r = fanns__vr_next(vr, &off, &v)) == 1) {
+            if (off >= c->nslots || !c->live[off]) continue;
+            heap_push(heap, nh, k, (cand_t){metric_key(m, req->query, v, d), off});
+            ex->dist_comps++;
+        }
+        return r;
+    }
     if (!ms) {
         ex->strategy = "exact_scan";
         for (uint32_t off = 0; off < c->nslots; off++) {
@@ -541,8 +587,10 @@ static int search_scan(const fanns_coll_t *c, const fanns_search_req_t *req, can
             continue;
         found++;
         /* Prefetch the next candidate's vector while this one is scored. */
-        if (it.has_value && it.current_value < c->nslots) __builtin_prefetch(c->vecs + (size_t)it.current_value * d);
-        heap_push(heap, nh, k, (cand_t){metric_key(m, req->query, c->vecs + (size_t)off * d, d), off});
+        if (!vr->txn && it.has_value && it.current_value < c->nslots) __builtin_prefetch(c->vecs + (size_t)it.current_value * d);
+        const float *v = fanns__vr_get(vr, off);
+        if (!v) return vr->rc;
+        heap_push(heap, nh, k, (cand_t){metric_key(m, req->query, v, d), off});
     }
     ex->actual_matches = found;
     ex->dist_comps += found;
@@ -565,8 +613,8 @@ static bool accept_graph(void *ctx, uint32_t off) {
  * stale slot, so points written since they were indexed are found at once.  Graph results
  * are rescored from the stored vectors so both paths give identical scores.  Sets *filled
  * to whether the graph returned k results. */
-static int search_graph(const fanns_coll_t *c, const fanns_search_req_t *req, cand_t *heap, size_t *nh, size_t k,
-                        const match_set_t *ms, fanns_search_explain_t *ex) {
+static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_search_req_t *req, cand_t *heap, size_t *nh,
+                        size_t k, const match_set_t *ms, fanns_search_explain_t *ex) {
     const fanns_metric_t m = c->metric;
     const size_t d = c->dim;
     size_t ef = req->ef ? req->ef : c->hnsw_efc;
@@ -585,22 +633,30 @@ static int search_graph(const fanns_coll_t *c, const fanns_search_req_t *req, ca
     }
     ex->strategy = ms ? "hnsw_filtered" : "hnsw";
     ex->dist_comps += st.dist_comps;
-    for (size_t i = 0; i < nres; i++)
-        heap_push(heap, nh, k, (cand_t){metric_key(m, req->query, c->vecs + (size_t)res[i].off * d, d), res[i].off});
+    for (size_t i = 0; i < nres; i++) {
+        const float *v = fanns__vr_get(vr, res[i].off);
+        if (!v) {
+            free(res);
+            return vr->rc;
+        }
+        heap_push(heap, nh, k, (cand_t){metric_key(m, req->query, v, d), res[i].off});
+    }
     free(res);
     size_t from_graph = nres;
     for (uint32_t i = 0; i < c->nstale; i++) {
         uint32_t off = c->stale_list[i];
         if (!c->live[off] || !matches(ms, off)) continue;
-        heap_push(heap, nh, k, (cand_t){metric_key(m, req->query, c->vecs + (size_t)off * d, d), off});
+        const float *v = fanns__vr_get(vr, off);
+        if (!v) return vr->rc;
+        heap_push(heap, nh, k, (cand_t){metric_key(m, req->query, v, d), off});
         ex->dist_comps++;
         from_graph++;
     }
     return from_graph >= k ? 0 : 1; /* 1: could not fill k */
 }
 
-static int search_filtered(const fanns_coll_t *c, const fanns_search_req_t *req, cand_t *heap, size_t *nh, size_t k,
-                           fanns_search_explain_t *ex) {
+static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_search_req_t *req, cand_t *heap,
+                           size_t *nh, size_t k, fanns_search_explain_t *ex) {
     fanns_pindex_points_t pts = {pts_pid, pts_payload, pts_offset, (void *)c};
     match_set_t ms = {c, req->filter, NULL, NULL, false};
     fanns_err_t err;
@@ -649,19 +705,19 @@ static int search_filtered(const fanns_coll_t *c, const fanns_search_req_t *req,
         size_t nh0 = *nh;
         fanns_search_req_t r2 = *req;
         r2.ef = ef_graph;
-        rc = search_graph(c, &r2, heap, nh, k, &ms, ex);
+        rc = search_graph(c, vr, &r2, heap, nh, k, &ms, ex);
         if (rc == 1) {
             /* The traversal could not fill the result (the filter isolates the matches from
              * the query's region): the exact scan over the match set is the answer. */
             *nh = nh0;
             uint64_t dc = ex->dist_comps;
-            rc = search_scan(c, req, heap, nh, k, &ms, ex);
+            rc = search_scan(c, vr, req, heap, nh, k, &ms, ex);
             ex->dist_comps += dc;
             ex->strategy = "hnsw_filtered+exact_fallback";
         }
     } else {
         uint64_t dc = ex->dist_comps;
-        rc = search_scan(c, req, heap, nh, k, &ms, ex);
+        rc = search_scan(c, vr, req, heap, nh, k, &ms, ex);
         ex->dist_comps += dc;
     }
 out:
@@ -676,10 +732,13 @@ int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_
     size_t k = req->offset + req->limit, nh = 0;
     cand_t *heap = NULL;
     fanns_hit_t *hits = NULL;
+    fanns_vread_t vr;
+    bool env;
 
     *out = NULL;
     *n = 0;
-    pthread_rwlock_rdlock(&c->lock);
+    memset(&vr, 0, sizeof(vr));
+    fanns__coll_lock(c, false, &env);
     if (c->dropped) {
         rc = fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Not found: Collection `%s` doesn't exist!", c->name);
         goto fail;
@@ -691,22 +750,27 @@ int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_
         rc = fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
         goto fail;
     }
+    /* One read transaction for the whole search when the vectors are on disk. */
+    if ((rc = fanns__vr_open(&vr, c, NULL)) != 0) {
+        read_err(err, rc);
+        goto fail;
+    }
     fanns_search_explain_t ex;
     memset(&ex, 0, sizeof(ex));
     ex.points = c->count;
     ex.local_selectivity = -1;
-    if (req->filter) rc = search_filtered(c, req, heap, &nh, k, &ex);
+    if (req->filter) rc = search_filtered(c, &vr, req, heap, &nh, k, &ex);
     else if (c->hnsw && !req->exact) {
-        rc = search_graph(c, req, heap, &nh, k, NULL, &ex);
+        rc = search_graph(c, &vr, req, heap, &nh, k, NULL, &ex);
         if (rc == 1) { /* fewer than k reachable: answer exactly */
             nh = 0;
-            rc = search_scan(c, req, heap, &nh, k, NULL, &ex);
+            rc = search_scan(c, &vr, req, heap, &nh, k, NULL, &ex);
         }
     }
-    else rc = search_scan(c, req, heap, &nh, k, NULL, &ex);
+    else rc = search_scan(c, &vr, req, heap, &nh, k, NULL, &ex);
     if (req->explain) *req->explain = ex;
     if (rc) {
-        fanns_err_set(err, rc, NULL, "out of memory");
+        read_err(err, rc);
         goto fail;
     }
     qsort(heap, nh, sizeof(*heap), cmp_better);
@@ -724,22 +788,24 @@ int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_
             if (req->has_threshold &&
                 (fanns_metric_higher_better(m) ? score < req->score_threshold : score > req->score_threshold))
                 break;
-            rc = fanns__coll_fill_hit(c, cd->off, req->with_vector, &hits[*n]);
+            rc = fanns__coll_fill_hit(c, cd->off, req->with_vector, &vr, &hits[*n]);
             hits[*n].score = score;
             (*n)++;
             if (rc) {
-                fanns_err_set(err, rc, NULL, "out of memory");
+                read_err(err, rc);
                 goto fail;
             }
         }
     }
 done:
-    pthread_rwlock_unlock(&c->lock);
+    fanns__vr_close(&vr);
+    fanns__coll_unlock(c, env);
     free(heap);
     *out = hits;
     return 0;
 fail:
-    pthread_rwlock_unlock(&c->lock);
+    fanns__vr_close(&vr);
+    fanns__coll_unlock(c, env);
     free(heap);
     fanns_hits_free(hits, *n);
     *n = 0;
@@ -750,29 +816,38 @@ int fanns_coll_get_points(fanns_coll_t *c, const fanns_pid_t *ids, size_t nids, 
                           fanns_hit_t **out, size_t *n, fanns_err_t *err) {
     int rc = 0;
     fanns_hit_t *hits = calloc(nids ? nids : 1, sizeof(*hits));
+    fanns_vread_t vr;
+    bool env;
     *n = 0;
     *out = NULL;
+    memset(&vr, 0, sizeof(vr));
     if (!hits) return fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
-    pthread_rwlock_rdlock(&c->lock);
+    fanns__coll_lock(c, false, &env);
     if (c->dropped) {
         rc = fanns_err_set(err, FANNS_ENOTFOUND, NULL, "Not found: Collection `%s` doesn't exist!", c->name);
+        goto fail;
+    }
+    if (with_vector && (rc = fanns__vr_open(&vr, c, NULL)) != 0) {
+        read_err(err, rc);
         goto fail;
     }
     for (size_t i = 0; i < nids; i++) {
         int64_t off = fanns__coll_find(c, &ids[i]);
         if (off < 0) continue;
-        rc = fanns__coll_fill_hit(c, (uint32_t)off, with_vector, &hits[*n]);
+        rc = fanns__coll_fill_hit(c, (uint32_t)off, with_vector, &vr, &hits[*n]);
         (*n)++;
         if (rc) {
-            fanns_err_set(err, rc, NULL, "out of memory");
+            read_err(err, rc);
             goto fail;
         }
     }
-    pthread_rwlock_unlock(&c->lock);
+    fanns__vr_close(&vr);
+    fanns__coll_unlock(c, env);
     *out = hits;
     return 0;
 fail:
-    pthread_rwlock_unlock(&c->lock);
+    fanns__vr_close(&vr);
+    fanns__coll_unlock(c, env);
     fanns_hits_free(hits, *n);
     *n = 0;
     return rc;

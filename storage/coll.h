@@ -24,8 +24,44 @@ void fanns__coll_set_payload(fanns_coll_t *c, uint32_t off, json_t *payload, uin
 int fanns__coll_free_slot(fanns_coll_t *c, uint32_t off);
 /* After loading: every non-live offset below nslots becomes free. */
 int fanns__coll_rebuild_freelist(fanns_coll_t *c);
-/* Fills a hit from slot off (payload reference, optional vector copy). */
-int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, fanns_hit_t *h);
+/* Fills a hit from slot off (payload reference, optional vector copy read through vr, which
+ * may be NULL when with_vector is false). */
+int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, fanns_vread_t *vr, fanns_hit_t *h);
+
+/* ---- vecs.c: where float32 vectors are read from ---- */
+
+/* Takes c's lock (write or read) and, before it, the database's env_lock shared when c keeps
+ * its vectors on disk (*env says whether it was taken).  Release with fanns__coll_unlock. */
+void fanns__coll_lock(fanns_coll_t *c, bool write, bool *env);
+void fanns__coll_unlock(fanns_coll_t *c, bool env);
+/* Starts reading c's vectors (c's lock held).  For an on-disk collection, reads go through
+ * txn (borrowed; the writer's write transaction, or a caller's read transaction) or, when
+ * txn is NULL, through a read transaction begun here (env_lock must be held shared).
+ * Returns 0, FANNS_ENOMEM or FANNS_EIO; close the reader in every case. */
+int fanns__vr_open(fanns_vread_t *vr, const fanns_coll_t *c, MDB_txn *txn);
+void fanns__vr_close(fanns_vread_t *vr);
+/* Out of line: copies slot off's vector out of its LMDB record into vr->buf. */
+const float *fanns__vr_fetch(fanns_vread_t *vr, uint32_t off);
+/* Slot off's vector (off must be live), or NULL with vr->rc set (a missing or corrupt
+ * record).  In RAM it points into c->vecs; from disk into vr->buf, until the next read. */
+static inline const float *fanns__vr_get(fanns_vread_t *vr, uint32_t off) {
+    if (!vr->txn) return vr->c->vecs + (size_t)off * vr->c->dim;
+    return fanns__vr_fetch(vr, off);
+}
+/* Copies slot off's vector to dst (dim floats).  Returns 0 or vr->rc. */
+int fanns__vr_copy(fanns_vread_t *vr, uint32_t off, float *dst);
+/* Walks the stored vectors in offset order (a cursor over the records on disk, live slots in
+ * RAM): 1 with *off and *vec (valid until the next call), 0 at the end, or a FANNS_E* error.
+ * On disk this is one sequential B-tree walk instead of a lookup per slot. */
+int fanns__vr_next(fanns_vread_t *vr, uint32_t *off, const float **vec);
+/* Applies params.vectors.on_disk from c->config (writer, write lock held): moving to disk
+ * frees the vectors in RAM; moving to RAM loads them from the records through txn.  Returns
+ * 0, FANNS_ENOMEM or FANNS_EIO/FANNS_ECORRUPT (nothing changed then). */
+int fanns__coll_vec_config(fanns_coll_t *c, MDB_txn *txn);
+/* params.vectors.on_disk of a config. */
+bool fanns__coll_config_ondisk(const json_t *config);
+/* LMDB key of slot off's point record. */
+void fanns__db_point_key(uint8_t k[8], uint32_t cid, uint32_t off);
 
 /* ---- indexer.c ---- */
 
@@ -58,14 +94,17 @@ uint32_t fanns__quant_pq_m(uint32_t dim, unsigned compression);
 /* Re-reads the spec from c->config (write lock held).  Returns true when quantization was
  * turned off (the codes are dropped; the caller deletes the stored codebook). */
 bool fanns__quant_config(fanns_coll_t *c);
-/* Schedules a training when one is due (writer, write lock held): copies the sample. */
-void fanns__quant_schedule(fanns_coll_t *c);
+/* Schedules a training when one is due (writer, write lock held): copies the sample, reading
+ * on-disk vectors through txn (the write transaction, or the loading read transaction). */
+void fanns__quant_schedule(fanns_coll_t *c, MDB_txn *txn);
 /* Grows the code array to ncap slots (before c->cap changes). */
 int fanns__quant_ensure_cap(fanns_coll_t *c, uint32_t ncap);
-/* Encodes slot off's vector with the published codec, if any (write lock held). */
-void fanns__quant_encode_slot(fanns_coll_t *c, uint32_t off);
-/* At load: takes the stored codebook record (borrowed; may be NULL), then schedules. */
-void fanns__quant_load(fanns_coll_t *c, const void *blob, size_t len);
+/* Encodes vec (slot off's new vector, dim floats) with the published codec, if any (write
+ * lock held). */
+void fanns__quant_encode_slot(fanns_coll_t *c, uint32_t off, const float *vec);
+/* At load: takes the stored codebook record (borrowed; may be NULL), then schedules (txn: the
+ * loading transaction, for on-disk vectors). */
+void fanns__quant_load(fanns_coll_t *c, const void *blob, size_t len, MDB_txn *txn);
 void fanns__quant_destroy(fanns_coll_t *c);
 /* meta key of a collection's codebook record. */
 int fanns__quant_key(uint32_t cid, char *buf, size_t n);

@@ -2,7 +2,9 @@
  * coll_int.h: private layout of a collection and the database handle (storage/ only).
  *
  * A collection keeps every point in dense slots addressed by a 32-bit offset:
- *   vecs[off * dim .. +dim)   the vector (unit length for Cosine)
+ *   vecs[off * dim .. +dim)   the vector (unit length for Cosine), unless `ondisk`: then vecs
+ *                             is NULL and the vector is read from the point's LMDB record
+ *                             (vecs.c; fanns_vread_t below)
  *   pids[off], versions[off]  external id and the operation id of its last change
  *   payloads[off]             immutable jansson object or NULL
  *   live[off]                 1 if the slot holds a point
@@ -10,7 +12,10 @@
  * linear probing and backward-shift deletion over offsets (entries store offset + 1).
  *
  * Locking: `lock` guards every field below it.  Only the writer thread takes it for
- * writing.  `refs` counts the map's reference plus one per reader.
+ * writing.  `refs` counts the map's reference plus one per reader.  A thread that reads
+ * vectors of an on-disk collection holds the database's env_lock shared from before it takes
+ * `lock` until its read transaction ends (fanns__coll_lock), so the map is never resized
+ * under it; the order is always env_lock, then lock.
  */
 #ifndef FANNS_COLL_INT_H
 #define FANNS_COLL_INT_H
@@ -40,7 +45,10 @@ struct fanns_coll {
     json_t *config;             /* normalised config object */
     json_t *schema;             /* payload indexes: {field: field_schema} */
     uint32_t nslots, cap;
-    float *vecs;
+    _Atomic bool ondisk;        /* params.vectors.on_disk: no vecs, vectors from LMDB records.
+                                   Written under the write lock; read without it only as a
+                                   hint by fanns__coll_lock */
+    float *vecs;                /* [cap * dim], NULL when ondisk */
     fanns_pid_t *pids;
     uint64_t *versions;
     json_t **payloads;
@@ -123,5 +131,24 @@ struct fanns_db {
     bool ikick, istop;
     int index_threads;          /* threads for a large batch (all cores) */
 };
+
+/* Point records (docs/storage-format.md): key cid(u32 BE) . offset(u32 BE); value
+ * pidkey(17) version(u64) vversion(u64) dim(u32) vector(dim x f32) payload.  The vector sits
+ * at FANNS__REC_HDR, which is not a multiple of 4: it is only ever copied out (memcpy). */
+#define FANNS__REC_HDR (FANNS_PID_KEYLEN + 8 + 8 + 4)
+
+/* Reads a collection's float32 vectors, from RAM or from LMDB's map (vecs.c).  Opened with
+ * the collection's lock held (and env_lock, see fanns__coll_lock); a returned pointer is
+ * valid until the next read through the same reader or its close. */
+typedef struct fanns_vread {
+    const fanns_coll_t *c;
+    MDB_txn *txn;               /* records are read through it; NULL: vectors are in RAM */
+    bool own_txn;               /* begun by fanns__vr_open, aborted by fanns__vr_close */
+    MDB_cursor *cur;            /* fanns__vr_next's position */
+    bool walk_started;
+    uint32_t walk_off;          /* in RAM: the next slot fanns__vr_next looks at */
+    float *buf;                 /* [dim], aligned: the last vector copied out of the map */
+    int rc;                     /* first error (FANNS_E*), 0 if none */
+} fanns_vread_t;
 
 #endif

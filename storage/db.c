@@ -18,6 +18,10 @@
  * LMDB fails in the middle of a group (map full, I/O error) the transaction is aborted, the
  * touched collections are reloaded from LMDB, and on MDB_MAP_FULL the map is doubled and the
  * group retried; an acknowledged write is therefore always committed.
+ *
+ * Collections with vectors.on_disk keep no vectors in RAM: the writer reads them back through
+ * its own write transaction when it needs them (a payload change rewrites the record with the
+ * stored vector; a training sample), see vecs.c.
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -50,17 +54,14 @@ static void be32(uint8_t *p, uint32_t v) {
 
 static uint32_t rd_be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 
-static void point_key(uint8_t k[8], uint32_t cid, uint32_t off) {
-    be32(k, cid);
-    be32(k + 4, off);
-}
+#define point_key fanns__db_point_key
 
 static void id_key(uint8_t k[4 + FANNS_PID_KEYLEN], uint32_t cid, const fanns_pid_t *id) {
     be32(k, cid);
     fanns_pid_key(id, k + 4);
 }
 
-#define REC_HDR (FANNS_PID_KEYLEN + 8 + 8 + 4)
+#define REC_HDR FANNS__REC_HDR
 
 /* Encodes a point record into a malloc'd buffer. */
 static uint8_t *record_encode(const fanns_pid_t *id, uint64_t version, uint64_t vversion, uint32_t dim,
@@ -100,8 +101,7 @@ static int record_decode(const MDB_val *v, uint32_t dim, fanns_pid_t *id, uint64
     fanns_pid_from_key(b, id);
     memcpy(version, b + FANNS_PID_KEYLEN, 8);
     memcpy(vversion, b + FANNS_PID_KEYLEN + 8, 8);
-    *vec = (const float *)(b + REC_HDR); /* LMDB values are 8-byte aligned at least for page data;
-                                            callers copy with memcpy anyway */
+    *vec = (const float *)(b + REC_HDR); /* unaligned (byte 37): callers only memcpy from it */
     size_t pl = v->mv_size - REC_HDR - (size_t)dim * 4;
     *payload = NULL;
     if (pl) {
@@ -181,8 +181,8 @@ static void load_codebook(fanns_db_t *db, MDB_txn *txn, fanns_coll_t *c) {
     char key[32];
     int kl = fanns__quant_key(c->cid, key, sizeof(key));
     MDB_val k = {(size_t)kl, key}, v;
-    if (mdb_get(txn, db->dbi_meta, &k, &v) == 0) fanns__quant_load(c, v.mv_data, v.mv_size);
-    else fanns__quant_load(c, NULL, 0);
+    if (mdb_get(txn, db->dbi_meta, &k, &v) == 0) fanns__quant_load(c, v.mv_data, v.mv_size, txn);
+    else fanns__quant_load(c, NULL, 0, txn);
 }
 
 static int del_codebook(fanns_db_t *db, MDB_txn *txn, uint32_t cid, int *mdb_rc) {
@@ -381,10 +381,24 @@ static int put_u64(fanns_db_t *db, MDB_txn *txn, const char *key, uint64_t v, in
     return rc ? FANNS_EIO : 0;
 }
 
-static int put_point(fanns_db_t *db, MDB_txn *txn, fanns_coll_t *c, uint32_t off, fanns_err_t *err, int *mdb_rc) {
+/* Writes slot off's record.  vec is its new vector, or NULL to keep the stored one (a payload
+ * change), which is then taken from RAM or, on disk, from the record itself. */
+static int put_point(fanns_db_t *db, MDB_txn *txn, fanns_coll_t *c, uint32_t off, const float *vec, fanns_err_t *err,
+                     int *mdb_rc) {
     size_t len;
-    uint8_t *rec = record_encode(&c->pids[off], c->versions[off], c->vversions[off], c->dim, c->vecs + (size_t)off * c->dim,
-                                 c->payloads[off], &len);
+    fanns_vread_t vr;
+    memset(&vr, 0, sizeof(vr));
+    if (!vec) {
+        int rc = fanns__vr_open(&vr, c, txn);
+        if (rc == 0 && !(vec = fanns__vr_get(&vr, off))) rc = vr.rc;
+        if (rc) {
+            fanns__vr_close(&vr);
+            return fanns_err_set(err, rc, NULL, "cannot read the stored vector of point %u: %s", off, fanns_err_name(rc));
+        }
+    }
+    /* vec may point into vr's buffer: encode before the reader is closed. */
+    uint8_t *rec = record_encode(&c->pids[off], c->versions[off], c->vversions[off], c->dim, vec, c->payloads[off], &len);
+    fanns__vr_close(&vr);
     if (!rec) return fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
     uint8_t kb[8];
     point_key(kb, c->cid, off);
@@ -525,7 +539,7 @@ static int apply_entry(fanns_db_t *db, group_t *g, fanns_wentry_t *e, int *mdb_r
         }
         db->next_cid++;
         touch(g, c);
-        fanns__quant_schedule(c); /* float16 codes need no training */
+        fanns__quant_schedule(c, txn_of(g)); /* float16 codes need no training */
         pthread_rwlock_wrlock(&db->map_lock);
         rc = map_insert(db, c);
         pthread_rwlock_unlock(&db->map_lock);
@@ -579,9 +593,9 @@ static int apply_entry(fanns_db_t *db, group_t *g, fanns_wentry_t *e, int *mdb_r
                     return lmdb_err(err, rc, "put id");
                 }
             }
-            if ((rc = put_point(db, txn_of(g), c, off, err, mdb_rc)) != 0) return rc;
+            if ((rc = put_point(db, txn_of(g), c, off, e->vectors + i * (size_t)c->dim, err, mdb_rc)) != 0) return rc;
         }
-        fanns__quant_schedule(c); /* a training may be due at this size */
+        fanns__quant_schedule(c, txn_of(g)); /* a training may be due at this size */
         return 0;
     }
     case FANNS_W_DELETE:
@@ -618,7 +632,7 @@ static int apply_entry(fanns_db_t *db, group_t *g, fanns_wentry_t *e, int *mdb_r
                 return fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
             }
             fanns__coll_set_payload(c, off, np, e->op_id);
-            if ((rc = put_point(db, txn_of(g), c, off, err, mdb_rc)) != 0) {
+            if ((rc = put_point(db, txn_of(g), c, off, NULL, err, mdb_rc)) != 0) {
                 free(offs);
                 return rc;
             }
@@ -641,11 +655,16 @@ static int apply_entry(fanns_db_t *db, group_t *g, fanns_wentry_t *e, int *mdb_r
         json_decref(c->config);
         c->config = json_incref(e->config);
         fanns__index_config(c);
+        /* vectors.on_disk: to disk frees the RAM copy, to RAM loads it from the records (under
+         * the write lock, O(points) like building a payload index).  A failure (memory) is not
+         * clean: the group is rolled back and reloaded, so the old config stays. */
+        if ((rc = fanns__coll_vec_config(c, txn_of(g))) != 0)
+            return fanns_err_set(err, rc, "vectors.on_disk", "cannot load the vectors into RAM: %s", fanns_err_name(rc));
         /* A changed codec trains in the background while the old one keeps serving; a
          * removed one is dropped at once. */
         if (fanns__quant_config(c) && del_codebook(db, txn_of(g), c->cid, mdb_rc) != 0)
             return lmdb_err(err, *mdb_rc, "delete codebook");
-        fanns__quant_schedule(c);
+        fanns__quant_schedule(c, txn_of(g));
         return put_meta_coll(db, txn_of(g), c, err, mdb_rc);
     case FANNS_W_PUT_CODEBOOK: {
         /* Stored only if the collection (same cid) still wants the codec it was trained for. */
@@ -916,8 +935,10 @@ int fanns_coll_scroll(fanns_coll_t *c, const fanns_pid_t *start, const fanns_fil
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     fanns_hit_t *hits = calloc(limit ? limit : 1, sizeof(*hits));
+    fanns_vread_t vr;
     int rc = 0;
 
+    memset(&vr, 0, sizeof(vr));
     *n = 0;
     *out = NULL;
     *has_next = false;
@@ -930,6 +951,11 @@ int fanns_coll_scroll(fanns_coll_t *c, const fanns_pid_t *start, const fanns_fil
     }
     if ((rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn)) != 0 || (rc = mdb_cursor_open(txn, db->dbi_ids, &cur)) != 0) {
         rc = lmdb_err(err, rc, "scroll");
+        goto fail;
+    }
+    /* On-disk vectors are read through the scroll's own transaction. */
+    if (with_vector && (rc = fanns__vr_open(&vr, c, txn)) != 0) {
+        rc = fanns_err_set(err, rc, NULL, "out of memory");
         goto fail;
     }
     uint8_t kb[4 + FANNS_PID_KEYLEN];
@@ -954,9 +980,9 @@ int fanns_coll_scroll(fanns_coll_t *c, const fanns_pid_t *start, const fanns_fil
             *next = id;
             break;
         }
-        if ((rc = fanns__coll_fill_hit(c, (uint32_t)off, with_vector, &hits[*n])) != 0) {
+        if ((rc = fanns__coll_fill_hit(c, (uint32_t)off, with_vector, &vr, &hits[*n])) != 0) {
             (*n)++;
-            rc = fanns_err_set(err, rc, NULL, "out of memory");
+            rc = fanns_err_set(err, rc, NULL, rc == FANNS_ENOMEM ? "out of memory" : "storage error reading vectors");
             goto fail;
         }
         (*n)++;
@@ -965,6 +991,7 @@ int fanns_coll_scroll(fanns_coll_t *c, const fanns_pid_t *start, const fanns_fil
         rc = lmdb_err(err, rc, "scroll");
         goto fail;
     }
+    fanns__vr_close(&vr);
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&c->lock);
@@ -972,6 +999,7 @@ int fanns_coll_scroll(fanns_coll_t *c, const fanns_pid_t *start, const fanns_fil
     *out = hits;
     return 0;
 fail:
+    fanns__vr_close(&vr);
     if (cur) mdb_cursor_close(cur);
     if (txn) mdb_txn_abort(txn);
     pthread_rwlock_unlock(&c->lock);

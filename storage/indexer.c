@@ -62,7 +62,8 @@ static bool index_wanted(const fanns_coll_t *c) {
 }
 
 static fanns_hnsw_params_t hnsw_params(const fanns_coll_t *c) {
-    fanns_hnsw_params_t p = {c->dim, c->metric, c->hnsw_m, c->hnsw_efc, 0x5eed0000ULL + c->cid};
+    fanns_hnsw_params_t p = {.dim = c->dim, .metric = c->metric, .m = c->hnsw_m, .ef_construct = c->hnsw_efc,
+                             .seed = 0x5eed0000ULL + c->cid};
     return p;
 }
 
@@ -344,10 +345,19 @@ static bool ensure_graph(fanns_coll_t *c) {
 /* Takes one batch from c's queue and applies it to the graph.  Returns the batch size. */
 static size_t index_batch(fanns_db_t *db, fanns_coll_t *c, batch_t *b) {
     fanns_err_t err;
-    pthread_rwlock_wrlock(&c->lock);
+    fanns_vread_t vr;
+    bool env;
+    fanns__coll_lock(c, true, &env);
     fanns_hnsw_t *h = c->hnsw;
     if (!h || c->dropped || c->reindex || c->iq_len == 0) {
-        pthread_rwlock_unlock(&c->lock);
+        fanns__coll_unlock(c, env);
+        return 0;
+    }
+    /* Vectors on disk are copied out of the records through one read transaction. */
+    if (fanns__vr_open(&vr, c, NULL) != 0) {
+        fanns__vr_close(&vr);
+        fanns__coll_unlock(c, env);
+        fanns_error("cannot read the vectors of %s for indexing", c->name);
         return 0;
     }
     size_t want = c->iq_len >= BATCH_SMALL * 4 ? BATCH_LARGE : BATCH_SMALL;
@@ -365,7 +375,8 @@ static size_t index_batch(fanns_db_t *db, fanns_coll_t *c, batch_t *b) {
         b->cap = want;
         if (!b->offs || !b->vver || !b->vecs || !b->live_offs) {
             b->cap = 0;
-            pthread_rwlock_unlock(&c->lock);
+            fanns__vr_close(&vr);
+            fanns__coll_unlock(c, env);
             fanns_error("out of memory indexing %s", c->name);
             return 0;
         }
@@ -381,18 +392,27 @@ static size_t index_batch(fanns_db_t *db, fanns_coll_t *c, batch_t *b) {
     /* Live slots sorted by offset, so batch_vec can find them. */
     qsort(b->offs, b->n, sizeof(*b->offs), cmp_u32);
     b->nlive = 0;
+    int vrc = 0;
     for (size_t i = 0; i < b->n; i++) {
         uint32_t off = b->offs[i];
         if (c->live[off]) {
             b->vver[i] = c->vversions[off];
-            memcpy(b->vecs + b->nlive * (size_t)c->dim, c->vecs + (size_t)off * c->dim, c->dim * sizeof(float));
+            if ((vrc = fanns__vr_copy(&vr, off, b->vecs + b->nlive * (size_t)c->dim)) != 0) break;
             b->live_offs[b->nlive++] = off;
         } else {
             b->vver[i] = 0;
         }
     }
+    fanns__vr_close(&vr);
+    if (vrc) {
+        /* A record that cannot be read (damage): put the batch back and stop for now. */
+        for (size_t i = 0; i < b->n; i++) queue_push(c, b->offs[i]);
+        fanns__coll_unlock(c, env);
+        fanns_error("indexing %s: cannot read the vectors (%s)", c->name, fanns_err_name(vrc));
+        return 0;
+    }
     uint32_t dim = c->dim;
-    pthread_rwlock_unlock(&c->lock);
+    fanns__coll_unlock(c, env);
 
     /* The graph changes while searches run on it; only this thread changes it. */
     for (size_t i = 0; i < b->n; i++)

@@ -463,8 +463,9 @@ static void samp_sift_down(samp_t *s, size_t n, size_t i) {
 }
 
 /* The training sample: the `want` live points with the smallest seeded hash of their id, in
- * hash order, copied (write lock held, so the copy is the state after the current write). */
-static float *take_sample(const fanns_coll_t *c, size_t want, size_t *n) {
+ * hash order, copied (write lock held, so the copy is the state after the current write;
+ * on-disk vectors are read through txn, which holds that write). */
+static float *take_sample(const fanns_coll_t *c, MDB_txn *txn, size_t want, size_t *n) {
     size_t m = c->count < want ? (size_t)c->count : want, k = 0;
     samp_t *s = malloc((m ? m : 1) * sizeof(*s));
     float *x = NULL;
@@ -485,8 +486,17 @@ static float *take_sample(const fanns_coll_t *c, size_t want, size_t *n) {
     }
     qsort(s, k, sizeof(*s), cmp_samp);
     x = malloc((k ? k : 1) * (size_t)c->dim * sizeof(float));
-    if (x)
-        for (size_t i = 0; i < k; i++) memcpy(x + i * c->dim, c->vecs + (size_t)s[i].off * c->dim, c->dim * sizeof(float));
+    fanns_vread_t vr;
+    memset(&vr, 0, sizeof(vr));
+    if (x && fanns__vr_open(&vr, c, txn) == 0) {
+        for (size_t i = 0; i < k; i++)
+            if (fanns__vr_copy(&vr, s[i].off, x + i * c->dim) != 0) break;
+    }
+    if (x && vr.rc) {
+        free(x);
+        x = NULL;
+    }
+    fanns__vr_close(&vr);
     free(s);
     *n = k;
     return x;
@@ -515,7 +525,7 @@ bool fanns__quant_config(fanns_coll_t *c) {
     return true;
 }
 
-void fanns__quant_schedule(fanns_coll_t *c) {
+void fanns__quant_schedule(fanns_coll_t *c, MDB_txn *txn) {
     fanns_err_t err;
     if (!c->qspec || c->dropped) return;
     qkind_t kind = spec_kind(c->qspec);
@@ -535,7 +545,7 @@ void fanns__quant_schedule(fanns_coll_t *c) {
     } else {
         if (c->count < QUANT_MIN_TRAIN) goto skip;
         if (base && !(base < want && c->count >= 2 * base)) goto skip;
-        if (!(j->sample = take_sample(c, (size_t)want, &j->n))) goto oom;
+        if (!(j->sample = take_sample(c, txn, (size_t)want, &j->n))) goto oom;
         c->qsched_points = j->n;
     }
     c->qsched_gen = c->qgen;
@@ -556,14 +566,14 @@ int fanns__quant_ensure_cap(fanns_coll_t *c, uint32_t ncap) {
     return 0;
 }
 
-void fanns__quant_encode_slot(fanns_coll_t *c, uint32_t off) {
+void fanns__quant_encode_slot(fanns_coll_t *c, uint32_t off, const float *vec) {
     fanns_err_t err;
     if (!c->qc) return;
-    if (qcodec_encode(c->qc, 1, c->vecs + (size_t)off * c->dim, c->codes + (size_t)off * c->code_size, &err) != 0)
+    if (qcodec_encode(c->qc, 1, vec, c->codes + (size_t)off * c->code_size, &err) != 0)
         fanns_warn("encoding point %u of %s: %s", off, c->name, err.msg); /* cannot happen for finite vectors */
 }
 
-void fanns__quant_load(fanns_coll_t *c, const void *blob, size_t len) {
+void fanns__quant_load(fanns_coll_t *c, const void *blob, size_t len, MDB_txn *txn) {
     fanns_err_t err;
     fanns_qcodec_t *qc = NULL;
     if (c->qspec && blob) {
@@ -588,7 +598,7 @@ void fanns__quant_load(fanns_coll_t *c, const void *blob, size_t len) {
         }
         qcodec_free(qc);
     }
-    fanns__quant_schedule(c);
+    fanns__quant_schedule(c, txn);
 }
 
 void fanns__quant_destroy(fanns_coll_t *c) {
@@ -659,43 +669,57 @@ static void run_job(fanns_db_t *db, fanns_coll_t *c, fanns_qjob_t *j) {
     }
     for (uint32_t a = 0; a < n0; a += ENCODE_CHUNK) {
         uint32_t b = n0 - a < ENCODE_CHUNK ? n0 : a + ENCODE_CHUNK, k = 0;
-        pthread_rwlock_rdlock(&c->lock);
+        bool env;
+        fanns_vread_t vr;
+        fanns__coll_lock(c, false, &env);
         bool stale = c->dropped || c->qgen != j->gen;
-        for (uint32_t off = a; !stale && off < b; off++) {
+        int vrc = stale ? 0 : fanns__vr_open(&vr, c, NULL);
+        for (uint32_t off = a; !stale && vrc == 0 && off < b; off++) {
             if (!c->live[off]) continue;
             vv[off] = c->vversions[off];
-            memcpy(buf + (size_t)k * dim, c->vecs + (size_t)off * dim, dim * sizeof(float));
+            vrc = fanns__vr_copy(&vr, off, buf + (size_t)k * dim);
             boff[k++] = off;
         }
-        pthread_rwlock_unlock(&c->lock);
+        if (!stale) fanns__vr_close(&vr);
+        fanns__coll_unlock(c, env);
         if (stale) goto discard;
+        if (vrc) {
+            fanns_err_set(&err, vrc, NULL, "cannot read the vectors: %s", fanns_err_name(vrc));
+            goto fail;
+        }
         if (qcodec_encode(qc, k, buf, cbuf, &err) != 0) goto fail;
         for (uint32_t i = 0; i < k; i++) memcpy(nc + (size_t)boff[i] * cs, cbuf + (size_t)i * cs, cs);
     }
 
-    pthread_rwlock_wrlock(&c->lock);
+    bool env;
+    fanns_vread_t vr;
+    fanns__coll_lock(c, true, &env);
     if (c->dropped || c->qgen != j->gen) {
         c->qbusy = false;
-        pthread_rwlock_unlock(&c->lock);
+        fanns__coll_unlock(c, env);
         goto discard;
     }
     uint8_t *grown = realloc(nc, (size_t)(c->cap ? c->cap : 1) * cs);
-    if (!grown) {
+    if (grown) nc = grown;
+    int vrc = grown ? fanns__vr_open(&vr, c, NULL) : FANNS_ENOMEM;
+    if (vrc) {
+        if (grown) fanns__vr_close(&vr);
         c->qbusy = false;
-        pthread_rwlock_unlock(&c->lock);
-        fanns_err_set(&err, FANNS_ENOMEM, NULL, "out of memory");
+        fanns__coll_unlock(c, env);
+        fanns_err_set(&err, vrc, NULL, "%s", vrc == FANNS_ENOMEM ? "out of memory" : "cannot read the vectors");
         goto fail_unlocked;
     }
-    nc = grown;
     if (c->cap > n0) memset(nc + (size_t)n0 * cs, 0, (size_t)(c->cap - n0) * cs);
     /* Slots written while we encoded (new, changed or reused) get their code now. */
     uint32_t redone = 0;
     for (uint32_t off = 0; off < c->nslots; off++) {
         if (!c->live[off] || (off < n0 && vv[off] == c->vversions[off])) continue;
-        if (qcodec_encode(qc, 1, c->vecs + (size_t)off * dim, nc + (size_t)off * cs, &err) != 0)
-            fanns_warn("encoding point %u of %s: %s", off, c->name, err.msg);
+        const float *v = fanns__vr_get(&vr, off);
+        if (!v || qcodec_encode(qc, 1, v, nc + (size_t)off * cs, &err) != 0)
+            fanns_warn("encoding point %u of %s: %s", off, c->name, v ? err.msg : fanns_err_name(vr.rc));
         redone++;
     }
+    fanns__vr_close(&vr);
     old = c->qc;
     ocodes = c->codes;
     c->qc = qc;
@@ -706,7 +730,7 @@ static void run_job(fanns_db_t *db, fanns_coll_t *c, fanns_qjob_t *j) {
     const char *name = c->name;
     uint32_t cid = c->cid;
     uint64_t gen = j->gen, tp = qc->trained_points, sum = qc->checksum;
-    pthread_rwlock_unlock(&c->lock);
+    fanns__coll_unlock(c, env);
     fanns_info("%s codes of %s ready (%zu B per vector, trained on %llu points, %u re-encoded at the swap, codebook %016llx)",
                kind_name(qc->kind), name, cs, (unsigned long long)tp, redone, (unsigned long long)sum);
     if (trained) {

@@ -13,7 +13,11 @@ data (4000 x 64):
   - a codebook survives a restart (reloaded, not retrained; same estimates);
   - PATCH to another codec retrains in the background while searches stay correct, writes
     made meanwhile are encoded with the new codec, and "Disabled" drops the codes;
-  - bad params.quantization and quantization_config values get 400.
+  - bad params.quantization and quantization_config values get 400;
+  - vectors.on_disk: true keeps no float32 vectors in RAM (memory report 0, codes unchanged)
+    and answers exactly like the same data in RAM: exact, quantized+rescored and filtered
+    searches, retrieve and scroll with vectors; it survives a restart, and PATCHing on_disk
+    moves the vectors into RAM and back.
 
 Usage: test_quantization.py --fannsd build/fannsd [-k Name]
 """
@@ -78,11 +82,15 @@ class QuantizationTest(unittest.TestCase):
 
     # helpers -------------------------------------------------------------------------------
 
-    def make(self, name, metric, qcfg=None, payload=False):
+    def make(self, name, metric, qcfg=None, payload=False, on_disk=None):
         body = {"optimizers_config": {"indexing_threshold": 0}}
         if qcfg is not None:
             body["quantization_config"] = qcfg
-        H.create_collection(self.c, name, D, metric, **body)
+        if on_disk is None:
+            H.create_collection(self.c, name, D, metric, **body)
+        else:
+            body["vectors"] = {"size": D, "distance": metric, "on_disk": on_disk}
+            self.c.put("/collections/%s" % name, body)
         for a in range(0, N, 1000):
             pts = []
             for i in range(a, min(N, a + 1000)):
@@ -270,6 +278,91 @@ class QuantizationTest(unittest.TestCase):
         self.assertEqual(inf["fanns"]["quantization"]["code_size"], 2 * D)
         r = self.recall("f16", "Cosine")
         self.assertGreaterEqual(r, 0.99)
+
+    def same_answers(self, a, b, metric):
+        """Collections a and b hold the same points: every read answers the same."""
+        flt = {"must": [{"key": "g", "range": {"lt": 3}}]}
+        for qi in range(0, NQ, 3):
+            for params, f in (({"exact": True}, None), ({}, None), ({"quantization": {"oversampling": 2}}, flt),
+                              ({"quantization": {"rescore": False}}, None)):
+                body = {"query": self.q[qi].tolist(), "limit": K, "params": params, "with_vector": True,
+                        "with_payload": True}
+                if f is not None:
+                    body["filter"] = f
+                ra = self.c.post("/collections/%s/points/query" % a, body)["points"]
+                rb = self.c.post("/collections/%s/points/query" % b, body)["points"]
+                self.assertEqual([(p["id"], p["score"], p["vector"], p["payload"]) for p in ra],
+                                 [(p["id"], p["score"], p["vector"], p["payload"]) for p in rb], "params %r" % (params,))
+                if "rescore" not in params.get("quantization", {}):  # float32 scores, read from disk in b
+                    s, _ = true_scores(self.x, self.q[qi], metric)
+                    for p in rb:
+                        self.assertAlmostEqual(p["score"], float(s[p["id"]]), delta=SCORE_EPS)
+        ids = list(range(0, N + 20, 37))
+        ga = self.c.post("/collections/%s/points" % a, {"ids": ids, "with_vector": True})
+        gb = self.c.post("/collections/%s/points" % b, {"ids": ids, "with_vector": True})
+        self.assertEqual(ga, gb)
+        for p in gb:  # the vectors read back from disk are the ones written
+            self.assertTrue(np.allclose(p["vector"], self.x[p["id"]], atol=1e-6))
+        sa = self.c.post("/collections/%s/points/scroll" % a, {"limit": 700, "with_vector": True, "offset": 100})
+        sb = self.c.post("/collections/%s/points/scroll" % b, {"limit": 700, "with_vector": True, "offset": 100})
+        self.assertEqual(sa, sb)
+        self.assertEqual(self.c.post("/collections/%s/points/count" % b, {"filter": flt}),
+                         self.c.post("/collections/%s/points/count" % a, {"filter": flt}))
+
+    def test_on_disk_vectors(self):
+        self.make("od_ram", "Euclid", {"scalar": {"type": "int8", "always_ram": True}}, payload=True)
+        self.make("od_disk", "Euclid", {"scalar": {"type": "int8", "always_ram": True}}, payload=True, on_disk=True)
+        ram = self.wait_ready("od_ram", "sq8")
+        disk = self.wait_ready("od_disk", "sq8")
+        self.assertIs(disk["config"]["params"]["vectors"]["on_disk"], True)
+        mr, md = ram["fanns"]["memory"]["bytes"], disk["fanns"]["memory"]["bytes"]
+        sys.stderr.write("on_disk memory: %r (in RAM: %r)\n" % (md, mr))
+        self.assertEqual(md["vectors"], 0, "on_disk vectors must not be counted in RAM")
+        self.assertGreaterEqual(mr["vectors"], N * D * 4)
+        self.assertEqual(md["codes"], mr["codes"])
+        self.assertGreater(md["codes"], 0)
+        # In-RAM vector bytes of the on-disk collection: only the codes (int8: d + 4 for Euclid).
+        self.assertLessEqual(md["codes"] + md["vectors"], 0.3 * mr["vectors"])
+        self.assertEqual(disk["fanns"]["quantization"]["codebook_checksum"],
+                         ram["fanns"]["quantization"]["codebook_checksum"])
+        self.check_exact("od_disk", "Euclid", {"exact": True})
+        r = self.recall("od_disk", "Euclid", {"quantization": {"oversampling": 4}})
+        self.assertGreaterEqual(r, 0.98)
+        self.same_answers("od_ram", "od_disk", "Euclid")
+
+        # Restart: still on disk, same answers.
+        self.server.restart()
+        self.__class__.c = self.server.client()
+        disk = self.wait_ready("od_disk", "sq8")
+        self.wait_ready("od_ram", "sq8")
+        mem = disk["fanns"]["memory"]
+        self.assertEqual(mem["bytes"]["vectors"], 0)
+        self.assertGreater(mem["process_anonymous_bytes"], 0)
+        self.assertLessEqual(mem["process_anonymous_bytes"], mem["process_resident_bytes"])
+        self.same_answers("od_ram", "od_disk", "Euclid")
+
+        # PATCH on_disk false loads the vectors into RAM; true drops them again.
+        self.c.call("PATCH", "/collections/od_disk", {"vectors": {"": {"on_disk": False}}})
+        inf = self.info("od_disk")
+        self.assertIs(inf["config"]["params"]["vectors"]["on_disk"], False)
+        self.assertEqual(inf["fanns"]["memory"]["bytes"]["vectors"], mr["vectors"])
+        self.same_answers("od_ram", "od_disk", "Euclid")
+        self.c.call("PATCH", "/collections/od_disk", {"vectors": {"on_disk": True}})
+        inf = self.info("od_disk")
+        self.assertEqual(inf["fanns"]["memory"]["bytes"]["vectors"], 0)
+        # Writes and deletes on disk, the same on both.
+        rng = np.random.default_rng(5)
+        newv = (self.x[:300] + rng.standard_normal((300, D)).astype(np.float32)).astype(np.float32)
+        saved = self.x
+        self.x = self.x.copy()
+        self.x[:300] = newv
+        try:
+            for name in ("od_ram", "od_disk"):
+                H.upsert(self.c, name, [{"id": i, "vector": newv[i].tolist(), "payload": {"g": i % 10}} for i in range(300)])
+                self.c.post("/collections/%s/points/delete?wait=true" % name, {"points": list(range(1000, 1100))})
+            self.same_answers("od_ram", "od_disk", "Euclid")
+        finally:
+            self.x = saved
 
     def test_bad_input(self):
         H.create_collection(self.c, "bad", D, "Manhattan")
