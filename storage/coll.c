@@ -408,6 +408,15 @@ static inline float metric_key(fanns_metric_t m, const float *q, const float *v,
     return 0;
 }
 
+/* The key of an index/hnsw.h internal distance (1 - dot, -dot, l2sq, l1). */
+static inline float dist_to_key(fanns_metric_t m, float d) {
+    switch (m) {
+    case FANNS_METRIC_COSINE: return 1.0f - d;
+    case FANNS_METRIC_DOT: return -d;
+    default: return d < 0 ? 0.0f : -d;
+    }
+}
+
 static inline float key_to_score(fanns_metric_t m, float key) {
     if (m == FANNS_METRIC_EUCLID) return sqrtf(-key);
     if (m == FANNS_METRIC_MANHATTAN) return -key;
@@ -613,12 +622,28 @@ static bool accept_graph(void *ctx, uint32_t off) {
  * stale slot, so points written since they were indexed are found at once.  Graph results
  * are rescored from the stored vectors so both paths give identical scores.  Sets *filled
  * to whether the graph returned k results. */
+/* Whether a search may use the graph: not for exact, nor for quantization.ignore when the
+ * graph's nodes hold codes (the float32 answer is then the exact scan's). */
+static bool graph_usable(const fanns_coll_t *c, const fanns_search_req_t *req) {
+    return c->hnsw && !req->exact && !(c->gcodec && req->q_ignore);
+}
+
 static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_search_req_t *req, cand_t *heap, size_t *nh,
                         size_t k, const match_set_t *ms, fanns_search_explain_t *ex) {
     const fanns_metric_t m = c->metric;
     const size_t d = c->dim;
     size_t ef = req->ef ? req->ef : c->hnsw_efc;
-    fanns_hnsw_result_t *res = malloc(k * sizeof(*res));
+    /* A graph over codes returns estimated distances: ceil(k * oversampling) candidates are
+     * taken and rescored with the float32 vectors (params.quantization, as for code scans),
+     * or with rescore false ranked by the estimates. */
+    size_t kq = k;
+    bool estimates = c->gcodec && req->q_no_rescore;
+    if (c->gcodec) {
+        double os = req->q_oversampling >= 1.0 ? req->q_oversampling : 1.0;
+        kq = (size_t)ceil((double)k * os);
+        if (kq > c->count) kq = c->count > k ? c->count : k;
+    }
+    fanns_hnsw_result_t *res = malloc(kq * sizeof(*res));
     fanns_hnsw_stats_t st = {0, 0};
     size_t nres = 0;
     graph_accept_t acc = {c, ms};
@@ -626,14 +651,18 @@ static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_se
     /* With no filter and nothing stale, every graph node is live and current: no callback,
      * which lets the graph take its fast path. */
     bool plain = !ms && c->nstale == 0;
-    int rc = fanns_hnsw_search(c->hnsw, req->query, k, ef < k ? k : ef, plain ? NULL : accept_graph, &acc, res, &nres, &st);
+    int rc = fanns_hnsw_search(c->hnsw, req->query, kq, ef < kq ? kq : ef, plain ? NULL : accept_graph, &acc, res, &nres, &st);
     if (rc) {
         free(res);
         return rc;
     }
-    ex->strategy = ms ? "hnsw_filtered" : "hnsw";
+    ex->strategy = ms ? (c->gcodec ? "hnsw_codes_filtered" : "hnsw_filtered") : (c->gcodec ? "hnsw_codes" : "hnsw");
     ex->dist_comps += st.dist_comps;
     for (size_t i = 0; i < nres; i++) {
+        if (estimates) {
+            heap_push(heap, nh, k, (cand_t){dist_to_key(m, res[i].dist), res[i].off});
+            continue;
+        }
         const float *v = fanns__vr_get(vr, res[i].off);
         if (!v) {
             free(res);
@@ -674,7 +703,7 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
     if (ef < k) ef = k;
     uint64_t full_scan_points = c->full_scan_kb * 1024 / ((uint64_t)c->dim * 4);
     double sel = c->count ? (double)est / (double)c->count : 1.0;
-    bool use_graph = c->hnsw && !req->exact && est > full_scan_points;
+    bool use_graph = graph_usable(c, req) && est > full_scan_points;
     size_t ef_graph = ef;
     if (use_graph) {
         /* Correlation probe: the share of the query's unfiltered neighbourhood that passes.
@@ -760,7 +789,7 @@ int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_
     ex.points = c->count;
     ex.local_selectivity = -1;
     if (req->filter) rc = search_filtered(c, &vr, req, heap, &nh, k, &ex);
-    else if (c->hnsw && !req->exact) {
+    else if (graph_usable(c, req)) {
         rc = search_graph(c, &vr, req, heap, &nh, k, NULL, &ex);
         if (rc == 1) { /* fewer than k reachable: answer exactly */
             nh = 0;

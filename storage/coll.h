@@ -115,6 +115,14 @@ bool fanns__quant_busy(const fanns_coll_t *c);
 /* Runs c's scheduled jobs (indexer thread, no lock held). */
 void fanns__quant_work(fanns_db_t *db, fanns_coll_t *c);
 const char *fanns__quant_kind_name(const fanns_qcodec_t *qc);
+/* Graphs over codes (lock held).  graph_kind: the codec kind the config asks for if a graph
+ * can hold its codes (F16, SQ8), else 0.  graph_ready: the kind of the published codec if a
+ * graph can hold it, else 0.  graph_codec: a private copy of the published codec for a new
+ * graph (it keeps its copy while the collection retrains on a larger sample), or NULL;
+ * caller frees with fanns_codec_free. */
+int fanns__quant_graph_kind(const fanns_coll_t *c);
+int fanns__quant_graph_ready(const fanns_coll_t *c);
+fanns_codec_t *fanns__quant_graph_codec(const fanns_coll_t *c);
 
 /* Distance estimates against codes ("smaller is better", index/codec.h's scale) for query q
  * (dim floats, borrowed for the call).  The query borrows qc: use it under the read lock. */

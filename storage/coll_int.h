@@ -69,6 +69,8 @@ struct fanns_coll {
      * or deleted since it was indexed): searches score stale live slots exactly and ignore
      * what the graph says about them.  Stale slots are also queued for the indexer. */
     fanns_hnsw_t *hnsw;
+    fanns_codec_t *gcodec;      /* the codec whose codes hnsw's nodes hold (owned, the graph's
+                                 * own copy), NULL for a float32 graph; replaced with hnsw */
     uint32_t *stale_pos;        /* [cap] position in stale_list, UINT32_MAX if not stale */
     uint32_t *stale_list;       /* the stale offsets, unordered */
     uint32_t nstale, capstale;

@@ -35,6 +35,7 @@
 #define BATCH_LARGE 16384
 #define SAVE_EVERY_OPS 20000
 #define IVV_MAGIC 0x76766946534e4e41ULL /* "ANNSFivv" */
+#define GCODEC_MAGIC 0x31434447534e4e46ULL /* "FNNSGDC1" */
 
 /* ---- configuration ------------------------------------------------------------------ */
 
@@ -61,9 +62,10 @@ static bool index_wanted(const fanns_coll_t *c) {
     return c->count * (uint64_t)c->dim * 4 >= c->index_threshold_kb * 1024;
 }
 
-static fanns_hnsw_params_t hnsw_params(const fanns_coll_t *c) {
+/* codec: the codec whose codes the graph's nodes hold (see fanns__quant_graph_codec), or NULL. */
+static fanns_hnsw_params_t hnsw_params(const fanns_coll_t *c, const fanns_codec_t *codec) {
     fanns_hnsw_params_t p = {.dim = c->dim, .metric = c->metric, .m = c->hnsw_m, .ef_construct = c->hnsw_efc,
-                             .seed = 0x5eed0000ULL + c->cid};
+                             .seed = 0x5eed0000ULL + c->cid, .codec = codec};
     return p;
 }
 
@@ -135,7 +137,10 @@ void fanns__index_stats(const fanns_coll_t *c, uint64_t *indexed, bool *indexing
     uint64_t stale_live = 0;
     for (uint32_t i = 0; i < c->nstale; i++) stale_live += c->live[c->stale_list[i]];
     *indexed = c->count - stale_live;
-    *indexing = c->nstale > 0 || c->reindex;
+    /* A graph whose nodes hold another codec than the published one is about to be rebuilt. */
+    int ready = fanns__quant_graph_ready(c), have = c->gcodec ? (int)fanns_codec_kind(c->gcodec) : 0;
+    bool rebuild = fanns__quant_graph_kind(c) ? (ready == fanns__quant_graph_kind(c) && have != ready) : have != 0;
+    *indexing = c->nstale > 0 || c->reindex || rebuild;
 }
 
 /* ---- files -------------------------------------------------------------------------- */
@@ -143,6 +148,10 @@ void fanns__index_stats(const fanns_coll_t *c, uint64_t *indexed, bool *indexing
 static void index_paths(const fanns_coll_t *c, char *graph, char *ivv, size_t n) {
     snprintf(graph, n, "%s/index/c%u.hnsw", c->db->dir, c->cid);
     snprintf(ivv, n, "%s/index/c%u.ivv", c->db->dir, c->cid);
+}
+
+static void codec_path(const fanns_coll_t *c, char *path, size_t n) {
+    snprintf(path, n, "%s/index/c%u.gcodec", c->db->dir, c->cid);
 }
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
@@ -171,6 +180,56 @@ static int save_ivv(const char *path, uint64_t stamp, const uint64_t *ivv, uint3
         return FANNS_EIO;
     }
     return 0;
+}
+
+/* gcodec file (the codec a graph over codes was built with): magic, stamp, length, the
+ * fanns_codec_serialize bytes, fnv1a of all before. */
+static int save_gcodec(const char *path, uint64_t stamp, const fanns_codec_t *codec) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    fanns_err_t err;
+    if (fanns_codec_serialize(codec, &buf, &len, &err)) return FANNS_ENOMEM;
+    char tmp[1100];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        free(buf);
+        return FANNS_EIO;
+    }
+    uint64_t hdr[3] = {GCODEC_MAGIC, stamp, len};
+    uint64_t h = fnv1a(fnv1a(0xcbf29ce484222325ULL, hdr, sizeof(hdr)), buf, len);
+    bool ok = fwrite(hdr, sizeof(hdr), 1, f) == 1 && fwrite(buf, len, 1, f) == 1 && fwrite(&h, 8, 1, f) == 1 &&
+              fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (fclose(f) == 0) && ok;
+    free(buf);
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return FANNS_EIO;
+    }
+    return 0;
+}
+
+/* Reads a gcodec file; *stamp receives its stamp.  FANNS_ENOTFOUND if there is none. */
+static int load_gcodec(const char *path, uint64_t *stamp, fanns_codec_t **out) {
+    FILE *f = fopen(path, "rb");
+    uint64_t hdr[3], h;
+    uint8_t *buf = NULL;
+    int rc = FANNS_ECORRUPT;
+    fanns_err_t err;
+    if (!f) return FANNS_ENOTFOUND;
+    if (fread(hdr, sizeof(hdr), 1, f) != 1 || hdr[0] != GCODEC_MAGIC || hdr[2] == 0 || hdr[2] > (1u << 30)) goto out;
+    if (!(buf = malloc(hdr[2]))) {
+        rc = FANNS_ENOMEM;
+        goto out;
+    }
+    if (fread(buf, hdr[2], 1, f) != 1 || fread(&h, 8, 1, f) != 1 || fgetc(f) != EOF) goto out;
+    if (h != fnv1a(fnv1a(0xcbf29ce484222325ULL, hdr, sizeof(hdr)), buf, hdr[2])) goto out;
+    rc = fanns_codec_deserialize(buf, hdr[2], out, &err);
+    *stamp = hdr[1];
+out:
+    free(buf);
+    fclose(f);
+    return rc;
 }
 
 static int load_ivv(const char *path, uint64_t stamp, uint64_t **out, uint32_t *nslots) {
@@ -210,6 +269,7 @@ static void index_save(fanns_coll_t *c) {
     index_paths(c, graph, ivv, sizeof(graph));
     pthread_rwlock_rdlock(&c->lock);
     fanns_hnsw_t *h = c->hnsw;
+    const fanns_codec_t *gc = c->gcodec; /* replaced only with hnsw, by this thread */
     bool dropped = c->dropped;
     uint32_t n = c->nslots;
     uint64_t *copy = malloc((n ? n : 1) * 8);
@@ -223,7 +283,12 @@ static void index_save(fanns_coll_t *c) {
     static _Atomic uint64_t counter;
     uint64_t stamp = ((uint64_t)getpid() << 32) ^ (uint64_t)atomic_fetch_add(&counter, 1) ^ ((uint64_t)c->cid << 48) ^
                      (uint64_t)time(NULL);
-    if (fanns_hnsw_save(h, graph, stamp, &err) != 0 || save_ivv(ivv, stamp, copy, n) != 0)
+    char gcp[1024];
+    codec_path(c, gcp, sizeof(gcp));
+    if (!gc) unlink(gcp);
+    /* The codec file first: a graph file is only trusted next to a codec file of its stamp. */
+    if ((gc && save_gcodec(gcp, stamp, gc) != 0) || fanns_hnsw_save(h, graph, stamp, &err) != 0 ||
+        save_ivv(ivv, stamp, copy, n) != 0)
         fanns_warn("saving the graph of %s failed: %s", c->name, err.msg);
     else
         fanns_info("saved the graph of %s (%zu nodes)", c->name, fanns_hnsw_count(h));
@@ -236,17 +301,26 @@ void fanns__index_load(fanns_coll_t *c) {
     fanns_hnsw_t *h = NULL;
     uint64_t stamp = 0, *vv = NULL;
     uint32_t nv = 0;
-    fanns_hnsw_params_t p = hnsw_params(c);
     if (!index_wanted(c)) return;
+    char gcp[1024];
+    codec_path(c, gcp, sizeof(gcp));
+    fanns_codec_t *gc = NULL;
+    uint64_t gstamp = 0;
+    int rc = load_gcodec(gcp, &gstamp, &gc);
+    if (rc == FANNS_ENOTFOUND) rc = 0; /* a float32 graph */
+    fanns_hnsw_params_t p = hnsw_params(c, gc);
     index_paths(c, graph, ivv, sizeof(graph));
-    int rc = fanns_hnsw_load(graph, &p, &h, &stamp, &err);
+    if (rc == 0) rc = fanns_hnsw_load(graph, &p, &h, &stamp, &err);
+    if (rc == 0 && gc && gstamp != stamp) rc = FANNS_ECORRUPT;
     if (rc == 0) rc = load_ivv(ivv, stamp, &vv, &nv);
     if (rc != 0) {
         if (rc != FANNS_ENOTFOUND) fanns_warn("graph of %s not usable (%s): rebuilding it from storage", c->name, fanns_err_name(rc));
         fanns_hnsw_free(h);
+        fanns_codec_free(gc);
         return; /* the indexer creates the graph from scratch */
     }
     c->hnsw = h;
+    c->gcodec = gc;
     uint32_t stale = 0;
     for (uint32_t off = 0; off < c->nslots; off++) {
         c->ivver[off] = off < nv ? vv[off] : 0;
@@ -269,9 +343,13 @@ void fanns__index_destroy(fanns_coll_t *c) {
         index_paths(c, graph, ivv, sizeof(graph));
         unlink(graph);
         unlink(ivv);
+        codec_path(c, graph, sizeof(graph));
+        unlink(graph);
     }
     fanns_hnsw_free(c->hnsw);
     c->hnsw = NULL;
+    fanns_codec_free(c->gcodec);
+    c->gcodec = NULL;
     free(c->stale_pos);
     free(c->stale_list);
     free(c->queued);
@@ -311,20 +389,36 @@ static int cmp_u32(const void *a, const void *b) {
 static bool ensure_graph(fanns_coll_t *c) {
     fanns_err_t err;
     pthread_rwlock_rdlock(&c->lock);
-    bool need = !c->dropped && (c->reindex || (!c->hnsw && index_wanted(c)));
+    /* A collection whose quantization a graph can hold (int8, float16) gets a graph over
+     * codes: it waits for the first codec, and is rebuilt when the published codec's kind
+     * stops matching the graph's (quantization changed or removed).  Retraining the same
+     * kind on a larger sample keeps the graph, which holds its own copy of its codec. */
+    int wanted = fanns__quant_graph_kind(c), ready = fanns__quant_graph_ready(c);
+    int have_kind = c->gcodec ? (int)fanns_codec_kind(c->gcodec) : 0;
+    bool codec_pending = wanted && ready != wanted;
+    bool mismatch = c->hnsw && !codec_pending && have_kind != ready;
+    bool need = !c->dropped && (c->reindex || mismatch || (!c->hnsw && index_wanted(c) && !codec_pending));
     bool have = c->hnsw != NULL && !c->dropped;
     pthread_rwlock_unlock(&c->lock);
     if (!need) return have;
     pthread_rwlock_wrlock(&c->lock);
-    fanns_hnsw_params_t p = hnsw_params(c);
+    fanns_codec_t *gc = fanns__quant_graph_kind(c) ? fanns__quant_graph_codec(c) : NULL;
+    fanns_hnsw_params_t p = hnsw_params(c, gc);
     fanns_hnsw_t *h = NULL;
     if (c->hnsw_m > 0 && fanns_hnsw_new(&p, &h, &err) != 0) {
         pthread_rwlock_unlock(&c->lock);
+        fanns_codec_free(gc);
         fanns_error("cannot create the graph of %s: %s", c->name, err.msg);
         return false;
     }
+    if (!h) {
+        fanns_codec_free(gc);
+        gc = NULL;
+    }
     fanns_hnsw_t *old = c->hnsw;
+    fanns_codec_t *oldgc = c->gcodec;
     c->hnsw = h;
+    c->gcodec = gc;
     c->reindex = false;
     /* Forget the old graph's state: every slot is re-indexed into the new one. */
     while (c->nstale > 0) stale_remove(c, c->stale_list[c->nstale - 1]);
@@ -337,8 +431,11 @@ static bool ensure_graph(fanns_coll_t *c) {
     pthread_rwlock_unlock(&c->lock);
     /* Readers use the graph only under the read lock, so nobody holds the old one now. */
     fanns_hnsw_free(old);
+    fanns_codec_free(oldgc);
     if (rc) fanns_error("out of memory queueing %s for indexing", c->name);
-    if (h) fanns_info("building the graph of %s (m=%u, ef_construct=%u)", c->name, c->hnsw_m, c->hnsw_efc);
+    if (h)
+        fanns_info("building the graph of %s (m=%u, ef_construct=%u, nodes hold %s)", c->name, c->hnsw_m, c->hnsw_efc,
+                   gc ? (fanns_codec_kind(gc) == FANNS_CODEC_SQ8 ? "int8 codes" : "float16 codes") : "float32 vectors");
     return h != NULL;
 }
 

@@ -394,6 +394,30 @@ void fanns__qquery_batch(const fanns_qquery_t *qq, size_t n, const uint8_t *code
 
 const char *fanns__quant_kind_name(const fanns_qcodec_t *qc) { return kind_name(qc->kind); }
 
+/* Graph nodes can hold F16 and SQ8 codes (index/hnsw.h); BIN codes are too coarse to build
+ * a graph on and PQ lives in FAISS, so those collections keep a float32 graph. */
+static bool graph_kind(qkind_t k) { return k == QK_F16 || k == QK_SQ8; }
+
+int fanns__quant_graph_kind(const fanns_coll_t *c) {
+    if (!c->qspec || !graph_kind(spec_kind(c->qspec))) return 0;
+    return (int)spec_kind(c->qspec);
+}
+
+int fanns__quant_graph_ready(const fanns_coll_t *c) {
+    return c->qc && graph_kind(c->qc->kind) ? (int)c->qc->kind : 0;
+}
+
+fanns_codec_t *fanns__quant_graph_codec(const fanns_coll_t *c) {
+    if (!c->qc || !graph_kind(c->qc->kind) || !c->qc->cc) return NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    fanns_codec_t *copy = NULL;
+    fanns_err_t err;
+    if (fanns_codec_serialize(c->qc->cc, &buf, &len, &err) == 0) (void)fanns_codec_deserialize(buf, len, &copy, &err);
+    free(buf);
+    return copy;
+}
+
 /* ---- jobs --------------------------------------------------------------------------- */
 
 static void job_free(fanns_qjob_t *j) {

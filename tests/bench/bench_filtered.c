@@ -54,6 +54,8 @@ typedef struct {
     unsigned long full_scan_kb, indexing_kb;
     long max_queries;
     int keep_unfiltered;
+    const char *quant;      /* NULL, "int8" or "binary": the collection's quantization_config */
+    double oversampling;    /* params.quantization.oversampling (0: the default) */
 } opts_t;
 
 typedef struct {
@@ -67,6 +69,7 @@ static void usage(const char *prog) {
             "usage: %s --data DIR [--ef 32,64,128,256] [--m 16] [--efc 200] [--k 10] [--reps 3]\n"
             "          [--full-scan-kb 10000] [--indexing-kb 10000] [--batch 1000] [--tmp /tmp]\n"
             "          [--max-queries N] [--unfiltered 0|1] [--out FILE]\n"
+            "          [--quantization int8|binary [--oversampling F]]\n"
             "DIR holds base.npy, base.jsonl, queries.npy, queries.jsonl, gt.npy (arxiv_like.py).\n",
             prog);
 }
@@ -100,6 +103,8 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--indexing-kb")) o->indexing_kb = strtoul(v, NULL, 10);
         else if (!strcmp(a, "--max-queries")) o->max_queries = atol(v);
         else if (!strcmp(a, "--unfiltered")) o->keep_unfiltered = atoi(v);
+        else if (!strcmp(a, "--quantization")) o->quant = v;
+        else if (!strcmp(a, "--oversampling")) o->oversampling = atof(v);
         else if (!strcmp(a, "--ef")) {
             char *end;
             o->nef = 0;
@@ -267,6 +272,11 @@ int main(int argc, char **argv) {
                               "indexing_threshold", (json_int_t)o.indexing_kb);
         e->dim = (uint32_t)d;
         e->metric = FANNS_METRIC_COSINE;
+        if (e->config && o.quant) {
+            json_t *q = !strcmp(o.quant, "binary") ? json_pack("{s:{s:b}}", "binary", "always_ram", 1)
+                                                   : json_pack("{s:{s:s, s:b}}", "scalar", "type", "int8", "always_ram", 1);
+            json_object_set_new(e->config, "quantization_config", q);
+        }
         if (!e->config || write_wait(db, e, "create collection")) goto done;
     }
     static const char *const kw[] = {"categories", "authors", "license", "primary_category"};
@@ -305,7 +315,11 @@ int main(int argc, char **argv) {
         fanns_coll_stats(coll, &st);
         json_decref(st.config);
         json_decref(st.payload_schema);
-        if (!st.indexing) break;
+        /* with quantization, also until the codec is trained on the whole sample and
+         * serves scans */
+        bool codec_busy = o.quant && (!st.codec_status || strcmp(st.codec_status, "ready") != 0 ||
+                                      st.codec_trained_points < (n < 65536 ? n : 65536));
+        if (!st.indexing && !codec_busy) break;
         usleep(200 * 1000);
     }
     double t_index = bench_now() - t0;
@@ -357,6 +371,7 @@ int main(int argc, char **argv) {
                 req.limit = o.k;
                 req.ef = ef;
                 req.explain = &ex;
+                req.q_oversampling = o.oversampling;
                 int rc = fanns_coll_search(coll, &req, &res, &nres, &err);
                 if (pass == 0 && rc == 0) {
                     long long ids[1024];

@@ -413,6 +413,73 @@ START_TEST(test_ondisk_graph) {
 }
 END_TEST
 
+/* A collection with int8 quantization gets a graph whose nodes hold the int8 codes (no
+ * float32 copy in the graph): searches traverse the codes and rescore ceil(k * oversampling)
+ * candidates from the records; quantization.ignore answers with the exact float32 scan; the
+ * graph and its codec survive a restart; removing quantization rebuilds a float32 graph. */
+START_TEST(test_codes_graph) {
+    const uint32_t dim = 32;
+    mkdir_tmp(dir, sizeof(dir));
+    fanns_db_t *db = open_db(dir);
+    create(db, "q", dim, FANNS_METRIC_EUCLID, config(true, json_pack("{s:{s:s}}", "scalar", "type", "int8"), 1));
+    create(db, "f", dim, FANNS_METRIC_EUCLID, config(true, NULL, 1));
+    for (int i = 0; i < 2; i++) {
+        upsert(db, i ? "f" : "q", dim, 0, 1500, 21);
+        upsert(db, i ? "f" : "q", dim, 1500, 1500, 22);
+    }
+    for (int round = 0; round < 3; round++) {
+        fanns_coll_t *q = get(db, "q"), *f = get(db, "f");
+        fanns_coll_stats_t st = wait_idle(q, round < 2 ? "sq8" : NULL), sf = wait_idle(f, NULL);
+        ck_assert_uint_eq(st.indexed_vectors_count, st.points_count);
+        ck_assert_uint_eq(st.vectors_bytes, 0);
+        /* a node holds 32 code bytes instead of 128 float bytes */
+        if (round < 2) ck_assert_msg(st.graph_bytes < sf.graph_bytes, "graph %llu vs float graph %llu",
+                                     (unsigned long long)st.graph_bytes, (unsigned long long)sf.graph_bytes);
+        double hits = 0;
+        for (int k = 0; k < 20; k++) {
+            float v[32];
+            query_vec(v, dim, k * 5 + 2);
+            float kth = exact_kth(q, v);
+            fanns_hit_t *h;
+            size_t n;
+            fanns_err_t err;
+            fanns_search_explain_t ex;
+            fanns_search_req_t r = {.query = v, .limit = 10, .ef = 200, .q_oversampling = 2, .explain = &ex};
+            ck_assert_int_eq(fanns_coll_search(q, &r, &h, &n, &err), 0);
+            ck_assert_str_eq(ex.strategy, round < 2 ? "hnsw_codes" : "hnsw");
+            ck_assert_uint_eq(n, 10);
+            for (size_t a = 0; a < n; a++) {
+                hits += h[a].score <= kth + 1e-4f;
+                if (a) ck_assert(h[a - 1].score <= h[a].score); /* rescored: exact order */
+            }
+            fanns_hits_free(h, n);
+            /* ignore: the exact float32 answer, the same as exact: true */
+            fanns_hit_t *h1, *h2;
+            size_t n1, n2;
+            fanns_search_req_t ri = {.query = v, .limit = 10, .q_ignore = true, .explain = &ex};
+            ck_assert_int_eq(fanns_coll_search(q, &ri, &h1, &n1, &err), 0);
+            ck_assert(strncmp(ex.strategy, "hnsw", 4) != 0 || round == 2);
+            fanns_search_req_t re = {.query = v, .limit = 10, .exact = true};
+            ck_assert_int_eq(fanns_coll_search(q, &re, &h2, &n2, &err), 0);
+            if (round < 2) assert_hits_equal(h1, n1, h2, n2, dim, "ignore vs exact");
+            fanns_hits_free(h1, n1);
+            fanns_hits_free(h2, n2);
+        }
+        ck_assert_msg(hits >= 190, "round %d: recall@10 %.1f%%", round, hits / 2.0);
+        fanns_coll_release(q);
+        fanns_coll_release(f);
+        if (round == 0) { /* restart: the graph over codes and its codec are reloaded */
+            fanns_db_close(db);
+            db = open_db(dir);
+        } else if (round == 1) { /* quantization removed: a float32 graph replaces it */
+            update(db, "q", config(true, NULL, 1));
+        }
+    }
+    fanns_db_close(db);
+    rm_tmp(dir);
+}
+END_TEST
+
 /* Searches with vectors on disk keep running while the writer grows the map (the records of
  * 512-d points fill it past its first size) and the indexer trains and encodes codes: every
  * read transaction must be closed before a resize (env_lock), or readers would touch pages
@@ -488,6 +555,7 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_ondisk_equals_ram);
     tcase_add_test(tc, test_ondisk_graph);
+    tcase_add_test(tc, test_codes_graph);
     tcase_add_test(tc, test_ondisk_reads_during_map_growth);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
