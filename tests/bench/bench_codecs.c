@@ -26,10 +26,21 @@
  * (Jegou et al., TPAMI 2011).  The table is checked against dot(q, decode(code)) on the first
  * codes of the first query (adc_check_max_err in the output; above 1e-3 aborts).
  *
- * Graph mode (--graph) is reserved and not implemented: graph traversal over codes is being
- * added to index/hnsw.c.  It will replace candidates_flat() by a function with the same
- * contract (K candidate ids sorted by estimated distance for one query); the rescoring,
- * recall and timing code is shared.
+ * Graph mode (--graph): for the codecs a graph can hold (F16, SQ8, BIN: index/hnsw.h's
+ * params.codec; PQ is not a graph codec and is refused), one fanns_hnsw graph per codec
+ * (M and ef_construction as hnswlib's reference, 16 and 200; built with
+ * fanns_hnsw_insert_many on all cores, timed) whose nodes hold the codes, plus a float32 graph
+ * (config f32: params.codec NULL) as the same-binary reference.  For each oversampling s and
+ * each ef the search asks the graph for K = k * s candidates with beam max(ef, K) (estimated
+ * distances on the codes, the query prepared at the config's query_bits), then rescores them
+ * with exact float32 distances (index/distance.h) and keeps the best k.  Beams that collapse
+ * to the same max(ef, K) are measured once.  BIN graphs take their own oversampling and ef
+ * lists (--bin-oversampling, --bin-ef): 1-bit codes need many more candidates.  Recall@k raw (the graph's own top k) and rescored
+ * come from an untimed pass; QPS is whole single-thread passes over the queries through
+ * bench_common.h's bench_run_ef (best and median pass), so a point costs what one request
+ * costs: traversal plus rescoring.  Configs that share a codec kind and flags share one graph:
+ * construction does not depend on query_bits, so the built graph is saved to a temporary file
+ * and loaded again with the next config's query_bits.  One "graph" JSON line per config.
  *
  * Memory: bytes per vector (code size), the codec's own state (serialized size: ranges, centre,
  * codebooks), the RSS growth while the codes were encoded, and the process's peak RSS (which
@@ -52,6 +63,7 @@
 #include "distance.h"
 #include "err.h"
 #include "faiss_codec.h"
+#include "hnsw.h"
 
 #define MAX_OS 8
 #define MAX_CAND 1024
@@ -87,12 +99,20 @@ static const cfg_t CONFIGS[] = {
 };
 #define NCONFIGS (sizeof(CONFIGS) / sizeof(CONFIGS[0]))
 static const char *DEFAULT_CONFIGS = "f32,f16,sq8-q8,sq8-q32,sq8g-q8,sq8g-q32,bin-q1,bin-q4,bin-q8,pq16,pq32,pq64";
+static const char *DEFAULT_GRAPH_CONFIGS = "f32,f16,sq8-q8,sq8-q32,bin-q4";
+
+#define MAX_EF 32
 
 typedef struct opts {
     const char *base, *queries, *gt, *configs;
     unsigned k, reps;
     size_t train_n, pq_train_n, nos, os[MAX_OS];
     double min_time;
+    /* --graph */
+    bool graph;
+    unsigned m, efc, threads;
+    size_t nef, efs[MAX_EF], nbos, bos[MAX_OS]; /* bos: oversampling for BIN graphs */
+    size_t nbef, befs[MAX_EF];                   /* befs: ef for BIN graphs */
 } opts_t;
 
 /* PQ asymmetric distance tables recovered from the decoder (see the file comment). */
@@ -551,17 +571,253 @@ done:
     return rc;
 }
 
+/* ---- graph mode ---- */
+
+typedef struct gstate {
+    const cfg_t *cfg;      /* config the graph was built for (its kind and flags) */
+    fanns_codec_t *codec;  /* NULL for the float32 graph */
+    fanns_hnsw_t *h;
+    unsigned qbits;        /* query_bits the graph was opened with */
+    double train_s, encode_s, build_s;
+    long long rss_delta;   /* RSS growth while the graph was built */
+    bool graph_ok;
+} gstate_t;
+
+static void gstate_free(gstate_t *g) {
+    fanns_hnsw_free(g->h);
+    fanns_codec_free(g->codec);
+    memset(g, 0, sizeof(*g));
+}
+
+typedef struct gvec {
+    const float *base;
+    size_t dim;
+} gvec_t;
+
+static const float *gvec_of(void *ctx, uint32_t off) {
+    const gvec_t *v = ctx;
+    return v->base + (size_t)off * v->dim;
+}
+
+typedef struct gsearch {
+    fanns_hnsw_t *h;
+    const float *base;
+    size_t dim, os;
+    bool rescore; /* false: the graph's own top k (raw) */
+} gsearch_t;
+
+/* bench_search_fn: K = k * os candidates from the graph with beam max(ef, K), then (rescore)
+ * the best k of them by exact float32 distance. */
+static int gsearch(void *ctx, const float *q, size_t k, size_t ef, long long *ids, size_t *n) {
+    gsearch_t *g = ctx;
+    fanns_hnsw_result_t res[MAX_CAND];
+    size_t K = k * g->os, got = 0;
+    if (K > MAX_CAND || fanns_hnsw_search(g->h, q, K, ef < K ? K : ef, NULL, NULL, res, &got, NULL)) return -1;
+    if (!g->rescore) {
+        *n = got < k ? got : k;
+        for (size_t i = 0; i < *n; i++) ids[i] = res[i].off;
+        return 0;
+    }
+    cand_t best[MAX_CAND];
+    size_t hn = 0;
+    for (size_t i = 0; i < got; i++)
+        heap_push(best, &hn, k, 1.0f - fanns_dist_dot(q, g->base + (size_t)res[i].off * g->dim, g->dim), res[i].off);
+    qsort(best, hn, sizeof(cand_t), cmp_cand);
+    for (size_t i = 0; i < hn; i++) ids[i] = best[i].id;
+    *n = hn;
+    return 0;
+}
+
+/* Builds the graph for cfg into g (replacing what g held), or re-opens g's graph with cfg's
+ * query_bits when g was built for the same codec.  Returns 0 or -1. */
+static int graph_prepare(gstate_t *g, const cfg_t *cfg, const opts_t *o, const float *base, size_t n, size_t dim,
+                         bool *reused) {
+    fanns_err_t err = {0};
+    fanns_hnsw_params_t p = {.dim = (uint32_t)dim, .metric = FANNS_METRIC_COSINE, .m = o->m,
+                             .ef_construct = o->efc, .seed = 100, .query_bits = cfg->qbits};
+    *reused = false;
+    if (g->h && g->cfg->family == cfg->family && g->cfg->kind == cfg->kind && g->cfg->flags == cfg->flags) {
+        *reused = true;
+        if (g->qbits == cfg->qbits) return 0;
+        /* same graph, other query precision: params.query_bits is fixed at creation, and
+         * construction does not use it, so a save/load round trip re-opens the same graph */
+        char path[256];
+        const char *dir = getenv("TMPDIR");
+        snprintf(path, sizeof(path), "%s/bench_codecs_graph_%ld.hnsw", dir && *dir ? dir : "/tmp", (long)getpid());
+        fanns_hnsw_t *h2 = NULL;
+        uint64_t stamp = 0;
+        p.codec = g->codec;
+        int rc = fanns_hnsw_save(g->h, path, 1, &err);
+        if (!rc) rc = fanns_hnsw_load(path, &p, &h2, &stamp, &err);
+        unlink(path);
+        if (rc || fanns_hnsw_count(h2) != n) {
+            fprintf(stderr, "%s: re-opening the graph: %s\n", cfg->name, err.msg);
+            fanns_hnsw_free(h2);
+            return -1;
+        }
+        fanns_hnsw_free(g->h);
+        g->h = h2;
+        g->cfg = cfg;
+        g->qbits = cfg->qbits;
+        return 0;
+    }
+    gstate_free(g);
+    g->cfg = cfg;
+    g->qbits = cfg->qbits;
+    if (cfg->family == FAM_NATIVE) {
+        size_t train_n;
+        float *owned = NULL;
+        const float *ts = sample(base, n, dim, o->train_n, &train_n, &owned);
+        fanns_codec_params_t cp = {.kind = cfg->kind, .dim = (uint32_t)dim, .metric = FANNS_METRIC_COSINE,
+                                   .flags = cfg->flags};
+        double t0 = bench_now();
+        int rc = !ts || fanns_codec_new(&cp, &g->codec, &err) || fanns_codec_train(g->codec, train_n, ts, &err);
+        g->train_s = bench_now() - t0;
+        free(owned);
+        if (rc) goto fail;
+        /* encoding time of all vectors on one thread (the build encodes each node again) */
+        uint8_t *codes = malloc(n * fanns_codec_code_size(g->codec));
+        if (!codes) goto fail;
+        t0 = bench_now();
+        rc = fanns_codec_encode(g->codec, n, base, codes, &err);
+        g->encode_s = bench_now() - t0;
+        free(codes);
+        if (rc) goto fail;
+        p.codec = g->codec;
+    }
+    long long rss0 = bench_cur_rss();
+    if (fanns_hnsw_new(&p, &g->h, &err)) goto fail;
+    uint32_t *offs = malloc(n * sizeof(uint32_t));
+    if (!offs) goto fail;
+    for (size_t i = 0; i < n; i++) offs[i] = (uint32_t)i;
+    gvec_t gv = {base, dim};
+    double t0 = bench_now();
+    int rc = fanns_hnsw_insert_many(g->h, offs, n, gvec_of, &gv, (int)o->threads, &err);
+    g->build_s = bench_now() - t0;
+    free(offs);
+    if (rc) goto fail;
+    g->rss_delta = bench_cur_rss() - rss0;
+    if (fanns_hnsw_count(g->h) != n) {
+        fprintf(stderr, "%s: graph holds %zu nodes, expected %zu\n", cfg->name, fanns_hnsw_count(g->h), n);
+        goto fail;
+    }
+    fanns_err_t cerr = {0};
+    g->graph_ok = fanns_hnsw_check(g->h, &cerr) == 0;
+    if (!g->graph_ok) fprintf(stderr, "%s: graph check failed: %s\n", cfg->name, cerr.msg);
+    return 0;
+fail:
+    if (err.msg[0]) fprintf(stderr, "%s: %s\n", cfg->name, err.msg);
+    gstate_free(g);
+    return -1;
+}
+
+typedef struct gpoint {
+    size_t os, ef, beam;
+    double recall_raw;
+    bench_point_t pt; /* rescored recall and QPS */
+} gpoint_t;
+
+/* Recall@k of gsearch over all queries (one untimed pass).  Returns 0 or -1. */
+static int graph_recall(gsearch_t *gs, const bench_npy_t *qs, const bench_npy_t *gt, size_t k, size_t beam,
+                        double *recall) {
+    long long ids[MAX_CAND];
+    long hits = 0, possible = 0;
+    const float *qv = qs->data;
+    const int32_t *g = gt->data;
+    for (size_t i = 0; i < qs->rows; i++) {
+        size_t got;
+        if (gsearch(gs, qv + i * qs->cols, k, beam, ids, &got)) return -1;
+        hits += bench_hits(g + i * gt->cols, k, ids, got);
+        for (size_t j = 0; j < k; j++) possible += g[i * gt->cols + j] >= 0;
+    }
+    *recall = possible ? (double)hits / (double)possible : 1.0;
+    return 0;
+}
+
+static int run_graph_config(const cfg_t *cfg, const opts_t *o, const bench_npy_t *base, const bench_npy_t *qs,
+                            const bench_npy_t *gt, gstate_t *g) {
+    size_t n = base->rows, dim = base->cols, nq = qs->rows, k = o->k;
+    bool reused;
+    if (cfg->family == FAM_PQ) {
+        fprintf(stderr, "%s: PQ codes are not a graph codec (FAISS); measured by the flat scan only\n", cfg->name);
+        return -1;
+    }
+    if (graph_prepare(g, cfg, o, base->data, n, dim, &reused)) return -1;
+    size_t code_size = g->codec ? fanns_codec_code_size(g->codec) : dim * sizeof(float);
+    unsigned qbits_used = 32;
+    if (g->codec) { /* the precision the codec resolves query_bits to */
+        fanns_codec_query_t *cq = NULL;
+        fanns_err_t err = {0};
+        if (fanns_codec_query_new(g->codec, qs->data, cfg->qbits, &cq, &err)) {
+            fprintf(stderr, "%s: query: %s\n", cfg->name, err.msg);
+            return -1;
+        }
+        qbits_used = fanns_codec_query_bits(cq);
+        fanns_codec_query_free(cq);
+    }
+    /* the float32 graph returns exact distances: rescoring is a no-op, oversampling x1 only */
+    size_t one = 1, nos = cfg->family == FAM_F32 ? 1 : cfg->kind == FANNS_CODEC_BIN ? o->nbos : o->nos;
+    const size_t *oss = cfg->family == FAM_F32 ? &one : cfg->kind == FANNS_CODEC_BIN ? o->bos : o->os;
+    bool isbin = cfg->family == FAM_NATIVE && cfg->kind == FANNS_CODEC_BIN;
+    size_t nef = isbin ? o->nbef : o->nef;
+    const size_t *efs = isbin ? o->befs : o->efs;
+    bench_opts_t bo = {.k = k, .reps = o->reps, .min_time = o->min_time};
+    gpoint_t pts[MAX_OS * MAX_EF];
+    size_t npts = 0;
+    for (size_t s = 0; s < nos; s++) {
+        size_t K = k * oss[s], last = 0;
+        for (size_t e = 0; e < nef; e++) {
+            size_t beam = efs[e] < K ? K : efs[e];
+            if (beam == last) continue; /* the same search as the previous ef */
+            last = beam;
+            gpoint_t *gp = &pts[npts++];
+            gsearch_t gs = {g->h, base->data, dim, oss[s], false};
+            gp->os = oss[s];
+            gp->ef = efs[e];
+            gp->beam = beam;
+            /* raw recall (the graph's own top k) from one untimed pass, then the timed points
+             * with rescoring (bench_run_ef's untimed first pass gives their recall) */
+            if (graph_recall(&gs, qs, gt, k, beam, &gp->recall_raw)) return -1;
+            gs.rescore = cfg->family != FAM_F32;
+            if (bench_run_ef(&bo, qs, gt, beam, gsearch, &gs, &gp->pt)) return -1;
+            fprintf(stderr, "  %s x%zu beam %zu: raw %.3f rescored %.3f QPS %.0f\n", cfg->name, oss[s], beam,
+                    gp->recall_raw, gp->pt.recall, gp->pt.qps_best);
+        }
+    }
+    printf("{\"kind\":\"graph\",\"codec\":\"%s\",\"family\":\"%s\",\"query_bits\":%u,\"n\":%zu,\"dim\":%zu,"
+           "\"nq\":%zu,\"k\":%zu,\"m\":%u,\"ef_construction\":%u,\"threads\":%u,\"bytes_per_vector\":%zu,"
+           "\"ratio\":%.3f,\"vector_frac\":%.4f,\"index_bytes\":%zu,\"train_s\":%.3f,\"encode_s\":%.3f,"
+           "\"build_s\":%.3f,\"graph_reused\":%s,\"graph_ok\":%s,\"rss_graph_delta_bytes\":%lld,\"rss_bytes\":%lld,"
+           "\"points\":[",
+           cfg->name, cfg->family == FAM_F32 ? "f32" : cfg->kind == FANNS_CODEC_F16 ? "f16"
+                      : cfg->kind == FANNS_CODEC_SQ8 ? "sq8" : "bin",
+           qbits_used, n, dim, nq, k, o->m, o->efc, o->threads, code_size, (double)(dim * 4) / (double)code_size,
+           (double)code_size / (double)(dim * 4), fanns_hnsw_memory(g->h), g->train_s, g->encode_s, g->build_s,
+           reused ? "true" : "false", g->graph_ok ? "true" : "false", g->rss_delta, bench_cur_rss());
+    for (size_t i = 0; i < npts; i++)
+        printf("%s{\"os\":%zu,\"ef\":%zu,\"beam\":%zu,\"recall_raw\":%.4f,\"recall\":%.4f,\"qps\":%.1f,"
+               "\"qps_median\":%.1f,\"passes\":%u}",
+               i ? "," : "", pts[i].os, pts[i].ef, pts[i].beam, pts[i].recall_raw, pts[i].pt.recall,
+               pts[i].pt.qps_best, pts[i].pt.qps_median, pts[i].pt.passes);
+    printf("]}\n");
+    fflush(stdout);
+    return 0;
+}
+
 static void usage(const char *prog) {
     fprintf(stderr,
             "usage: %s --base B.npy --queries Q.npy --gt G.npy [--configs LIST] [--k 10]\n"
             "          [--oversampling 1,2,4,8] [--train-n 65536] [--pq-train-n 65536] [--reps 2]\n"
-            "          [--min-time 0.5] [--graph]\n"
-            "Flat scans over compressed codes with float32 rescoring; JSON lines on stdout.\n"
-            "Configs (default %s):\n  ",
-            prog, DEFAULT_CONFIGS);
+            "          [--min-time 0.5]\n"
+            "       %s --graph ... [--ef 16,24,...] [--m 16] [--efc 200] [--threads 0]\n"
+            "          [--oversampling 1,2,4] [--bin-oversampling 1,2,4,8,16] [--bin-ef LIST]\n"
+            "Flat scans over compressed codes with float32 rescoring, or with --graph HNSW graphs whose\n"
+            "nodes hold the codes (f32, f16, sq8*, bin* configs; default %s);\n"
+            "JSON lines on stdout.  Configs (flat default %s):\n  ",
+            prog, prog, DEFAULT_GRAPH_CONFIGS, DEFAULT_CONFIGS);
     for (size_t i = 0; i < NCONFIGS; i++) fprintf(stderr, "%s%s", CONFIGS[i].name, i + 1 < NCONFIGS ? " " : "\n");
-    fprintf(stderr, "--train-n/--pq-train-n 0 = train on all base vectors.\n"
-                    "--graph is reserved for graph traversal over codes (pending in index/hnsw.c).\n");
+    fprintf(stderr, "--train-n/--pq-train-n 0 = train on all base vectors; --threads 0 = all cores (graph build;\n"
+                    "searches are single-threaded).\n");
 }
 
 static int parse_list(const char *v, size_t *out, size_t cap, size_t *n) {
@@ -576,16 +832,16 @@ static int parse_list(const char *v, size_t *out, size_t cap, size_t *n) {
 }
 
 int main(int argc, char **argv) {
-    opts_t o = {.configs = DEFAULT_CONFIGS, .k = 10, .reps = 2, .train_n = 65536, .pq_train_n = 65536,
-                .min_time = 0.5, .nos = 4, .os = {1, 2, 4, 8}};
+    opts_t o = {.configs = NULL, .k = 10, .reps = 2, .train_n = 65536, .pq_train_n = 65536,
+                .min_time = 0.5, .nos = 0, .m = 16, .efc = 200,
+                .nef = 9, .efs = {16, 24, 32, 48, 64, 96, 128, 192, 256}};
     bench_npy_t base, qs, gt;
     int rc = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--graph")) {
-            fprintf(stderr, "%s: --graph (HNSW traversal over codes) is reserved: it waits for graph search over "
-                            "codes in index/hnsw.c; only flat scans are measured for now\n", argv[0]);
-            return 2;
+            o.graph = true;
+            continue;
         }
         const char *v = i + 1 < argc ? argv[++i] : NULL;
         if (!v) goto usage;
@@ -598,10 +854,42 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--min-time")) o.min_time = atof(v);
         else if (!strcmp(a, "--train-n")) o.train_n = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--pq-train-n")) o.pq_train_n = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--m")) o.m = (unsigned)atoi(v);
+        else if (!strcmp(a, "--efc")) o.efc = (unsigned)atoi(v);
+        else if (!strcmp(a, "--threads")) o.threads = (unsigned)atoi(v);
         else if (!strcmp(a, "--oversampling")) {
             if (parse_list(v, o.os, MAX_OS, &o.nos)) goto usage;
+        } else if (!strcmp(a, "--bin-oversampling")) {
+            if (parse_list(v, o.bos, MAX_OS, &o.nbos)) goto usage;
+        } else if (!strcmp(a, "--ef")) {
+            if (parse_list(v, o.efs, MAX_EF, &o.nef)) goto usage;
+        } else if (!strcmp(a, "--bin-ef")) {
+            if (parse_list(v, o.befs, MAX_EF, &o.nbef)) goto usage;
         } else goto usage;
     }
+    if (!o.configs) o.configs = o.graph ? DEFAULT_GRAPH_CONFIGS : DEFAULT_CONFIGS;
+    if (!o.nos) {
+        static const size_t flat_os[] = {1, 2, 4, 8}, graph_os[] = {1, 2, 4};
+        o.nos = o.graph ? 3 : 4;
+        memcpy(o.os, o.graph ? graph_os : flat_os, o.nos * sizeof(size_t));
+    }
+    if (!o.nbos) {
+        o.nbos = o.nos;
+        memcpy(o.bos, o.os, o.nos * sizeof(size_t));
+    }
+    if (!o.nbef) {
+        o.nbef = o.nef;
+        memcpy(o.befs, o.efs, o.nef * sizeof(size_t));
+    }
+    for (size_t e = 1; e < o.nbef; e++)
+        if (o.befs[e] <= o.befs[e - 1]) goto usage;
+    if (o.threads == 0) o.threads = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+    if (o.m == 0 || o.efc == 0) goto usage;
+    for (size_t s = 1; s < o.nbos; s++)
+        if (o.bos[s] <= o.bos[s - 1]) goto usage;
+    for (size_t e = 1; e < o.nef; e++)
+        if (o.efs[e] <= o.efs[e - 1]) goto usage;
+    if ((size_t)o.k * o.bos[o.nbos - 1] > MAX_CAND) goto usage;
     if (!o.base || !o.queries || !o.gt || o.k == 0 || o.reps == 0) goto usage;
     for (size_t s = 1; s < o.nos; s++)
         if (o.os[s] <= o.os[s - 1]) goto usage; /* increasing: candidates are prefixes */
@@ -609,7 +897,7 @@ int main(int argc, char **argv) {
 
     if (bench_npy_read(o.base, &base) || bench_npy_read(o.queries, &qs) || bench_npy_read(o.gt, &gt)) return 1;
     if (!base.is_float || !qs.is_float || gt.is_float || base.cols != qs.cols || gt.rows != qs.rows ||
-        gt.cols < o.k || base.rows < (size_t)o.k * o.os[o.nos - 1] || base.rows > UINT32_MAX) {
+        gt.cols < o.k || base.rows < (size_t)o.k * o.os[o.nos - 1] || base.rows < (size_t)o.k * o.bos[o.nbos - 1] || base.rows > UINT32_MAX) {
         fprintf(stderr, "inconsistent inputs: base %zux%zu, queries %zux%zu, gt %zux%zu, k %u\n", base.rows,
                 base.cols, qs.rows, qs.cols, gt.rows, gt.cols, o.k);
         return 1;
@@ -619,10 +907,12 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < n; i++) fanns_vec_normalize((float *)base.data + i * dim, dim);
     for (size_t i = 0; i < qs.rows; i++) fanns_vec_normalize((float *)qs.data + i * dim, dim);
     printf("{\"kind\":\"info\",\"n\":%zu,\"dim\":%zu,\"nq\":%zu,\"k\":%u,\"dist_isa\":\"%s\",\"codec_isa\":\"%s\","
-           "\"train_n\":%zu,\"pq_train_n\":%zu,\"rss_after_load_bytes\":%lld,\"mode\":\"flat\"}\n",
-           n, dim, qs.rows, o.k, fanns_dist_isa(), fanns_codec_isa(), o.train_n, o.pq_train_n, bench_cur_rss());
+           "\"train_n\":%zu,\"pq_train_n\":%zu,\"rss_after_load_bytes\":%lld,\"mode\":\"%s\",\"threads\":%u}\n",
+           n, dim, qs.rows, o.k, fanns_dist_isa(), fanns_codec_isa(), o.train_n, o.pq_train_n, bench_cur_rss(),
+           o.graph ? "graph" : "flat", o.threads);
     fflush(stdout);
 
+    gstate_t gs = {0};
     char list[1024];
     snprintf(list, sizeof(list), "%s", o.configs);
     for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
@@ -634,13 +924,14 @@ int main(int argc, char **argv) {
             rc = 1;
             continue;
         }
-        if (run_config(cfg, &o, &base, &qs, &gt)) {
+        if (o.graph ? run_graph_config(cfg, &o, &base, &qs, &gt, &gs) : run_config(cfg, &o, &base, &qs, &gt)) {
             fprintf(stderr, "config %s failed\n", name);
             printf("{\"kind\":\"error\",\"codec\":\"%s\"}\n", name);
             fflush(stdout);
             rc = 1;
         }
     }
+    gstate_free(&gs);
     printf("{\"kind\":\"memory\",\"peak_rss_bytes\":%lld}\n", bench_peak_rss());
     free(base.data);
     free(qs.data);
