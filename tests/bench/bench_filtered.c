@@ -317,8 +317,7 @@ int main(int argc, char **argv) {
         json_decref(st.payload_schema);
         /* with quantization, also until the codec is trained on the whole sample and
          * serves scans */
-        bool codec_busy = o.quant && (!st.codec_status || strcmp(st.codec_status, "ready") != 0 ||
-                                      st.codec_trained_points < (n < 65536 ? n : 65536));
+        bool codec_busy = o.quant && (!st.codec_status || strcmp(st.codec_status, "ready") != 0);
         if (!st.indexing && !codec_busy) break;
         usleep(200 * 1000);
     }

@@ -93,8 +93,11 @@ def run_dataset(a, n, d, raw):
     data = dataset(a, n, d)
     info = {"n": n, "dim": d, "data": os.path.basename(data)}
     if "fanns" in a.systems:
-        info["fanns_run"] = run([os.path.join(a.build_dir, "tests", "bench", "bench_filtered"), "--data", data, "--ef",
-                                 a.fanns_ef, "--reps", str(a.reps), "--out", raw + "-fanns.jsonl"])
+        cmd = [os.path.join(a.build_dir, "tests", "bench", "bench_filtered"), "--data", data, "--ef",
+               a.fanns_ef, "--reps", str(a.reps), "--out", raw + "-fanns.jsonl"]
+        if a.fanns_quantization:
+            cmd += ["--quantization", a.fanns_quantization, "--oversampling", str(a.fanns_oversampling)]
+        info["fanns_run"] = run(cmd)
     # One process per peer, each with its own raw file, so one system can be re-run alone.
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     for peer in [s for s in a.systems.split(",") if s in ("bruteforce", "faiss", "hnswlib")]:
@@ -374,7 +377,11 @@ def report(a, datasets):
           "primary_category, integer on year, datetime on update_date; points upserted in batches of 1000 through "
           "the writer thread; searches after the indexer reports the collection indexed. Timed per query: "
           f"filter compile + query normalisation + `fanns_coll_search` (limit 10, hnsw_ef swept over {a.fanns_ef}) + "
-          f"freeing the hits; one untimed pass (recall, explain), then {a.reps} timed passes.",
+          f"freeing the hits; one untimed pass (recall, explain), then {a.reps} timed passes." +
+          (f" This report's collection also has `quantization_config` {a.fanns_quantization} "
+           f"(`{{\"scalar\": {{\"type\": \"int8\"}}}}` for int8: the graph holds int8 codes and scans run on "
+           f"codes) and searches pass `params.quantization.oversampling` {a.fanns_oversampling} (candidates "
+           f"rescored in float32); the float32 vectors stay in RAM." if a.fanns_quantization else ""),
           "- bruteforce: numpy exact pre-filter. The matching ids are given for free (as a payload index would "
           "give them); timed is only the scoring and the top 10: `gather` scores the matching rows "
           "(`base[ids] @ q`), `dense` scores all rows with one matrix-vector product and keeps the matching "
@@ -404,7 +411,7 @@ def report(a, datasets):
                 info = json.load(f)
         per = aggregate(groups)
         rows = cell_rows(per, ref if ds[1] == 384 and ds[0] == 100000 else {})
-        png = f"bench-filtered-{ds[1]}.png"
+        png = f"bench-filtered{a.suffix}-{ds[1]}.png"
         have_plot = plot(rows, os.path.join(a.out, png), f"arxiv_like {ds[0]} x {ds[1]}: filtered search QPS per cell")
         md += [f"## {ds[0]} x {ds[1]}", ""]
         for b in builds:
@@ -431,9 +438,10 @@ def report(a, datasets):
                "### Best configuration of every system (recall / QPS)", "", systems_md(rows), "",
                "### fanns per hnsw_ef (recall / QPS, planner choices)", "", sweep_md(per), ""]
     md += ["## Notes", "", a.notes_text if a.notes_text else "(none)", ""]
-    with open(os.path.join(a.out, "benchmarks-filtered.md"), "w") as f:
+    name = f"benchmarks-filtered{a.suffix}.md"
+    with open(os.path.join(a.out, name), "w") as f:
         f.write("\n".join(md))
-    log(f"wrote {os.path.join(a.out, 'benchmarks-filtered.md')}")
+    log(f"wrote {os.path.join(a.out, name)}")
 
 
 def main():
@@ -456,7 +464,14 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--report-only", action="store_true", help="only re-aggregate existing raw results")
     ap.add_argument("--notes", help="a Markdown file whose text becomes the report's Notes section")
+    ap.add_argument("--fanns-quantization", choices=["int8", "binary"],
+                    help="give fanns's collection this quantization_config (a separate report, see --suffix)")
+    ap.add_argument("--fanns-oversampling", type=float, default=2.0)
+    ap.add_argument("--suffix", default=None,
+                    help="report name suffix (benchmarks-filtered<suffix>.md); default -<quantization> if set")
     a = ap.parse_args()
+    if a.suffix is None:
+        a.suffix = f"-{a.fanns_quantization}" if a.fanns_quantization else ""
     a.argv = sys.argv[1:]
     a.raw_dir = a.raw_dir or os.path.join(a.build_dir, "bench-filtered")
     a.notes_text = open(a.notes).read().strip() if a.notes else ""
