@@ -1471,6 +1471,47 @@ const float *fanns_hnsw_vector(const fanns_hnsw_t *h, uint32_t off) {
     return vec_of(h, node_at(h, off));
 }
 
+const uint8_t *fanns_hnsw_code(const fanns_hnsw_t *h, uint32_t off) {
+    if (!h->codec || (get_flags(h, off) & (F_PRESENT | F_DELETED)) != F_PRESENT) return NULL;
+    return code_of(h, node_at(h, off));
+}
+
+int fanns_hnsw_recode(fanns_hnsw_t *h, const fanns_codec_t *codec, fanns_hnsw_recode_fn fn, void *ctx,
+                      fanns_err_t *err) {
+    if (!h->codec || !codec || fanns_codec_kind(codec) != fanns_codec_kind(h->codec) ||
+        fanns_codec_code_size(codec) != h->vbytes || fanns_codec_dim(codec) != h->p.dim ||
+        !fanns_codec_is_trained(codec))
+        return fanns_err_set(err, FANNS_EINVAL, NULL, "recode needs a trained codec of the graph's kind and code size");
+    uint8_t *out = malloc(h->vbytes);
+    float *tmp = malloc(h->p.dim * sizeof(float));
+    int rc = 0;
+    if (!out || !tmp) {
+        rc = fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    for (uint32_t ci = 0; ci < h->nchunks_hi; ci++) {
+        uint8_t *c = h->chunks[ci];
+        if (!c) continue;
+        for (uint32_t i = 0; i < CHUNK_N; i++) {
+            if (!(c[i] & F_PRESENT)) continue;
+            uint32_t off = ci << CHUNK_BITS | i;
+            uint8_t *code = c + FLAGS_BYTES + (size_t)i * h->stride + h->hdr;
+            if (!fn || !fn(ctx, off, code, out)) {
+                if ((rc = fanns_codec_decode(h->codec, 1, code, tmp, err)) != 0 ||
+                    (rc = fanns_codec_encode(codec, 1, tmp, out, err)) != 0)
+                    goto out;
+            }
+            memcpy(code, out, h->vbytes);
+        }
+    }
+    h->codec = codec;
+    h->p.codec = codec;
+out:
+    free(out);
+    free(tmp);
+    return rc;
+}
+
 size_t fanns_hnsw_count(const fanns_hnsw_t *h) {
     return __atomic_load_n(&h->npresent, __ATOMIC_RELAXED) - __atomic_load_n(&h->ndeleted, __ATOMIC_RELAXED);
 }

@@ -103,6 +103,24 @@ float fanns_hnsw_distance(const fanns_hnsw_t *h, const float *q, uint32_t off);
  * codec: nodes then hold codes). */
 const float *fanns_hnsw_vector(const fanns_hnsw_t *h, uint32_t off);
 
+/* The code a graph over codes holds for off (fanns_codec_code_size(p.codec) bytes), or NULL
+ * if off is not a live node or the nodes hold float32 vectors.  Borrowed: valid until off is
+ * re-inserted or the index is freed (an insert at off rewrites it in place). */
+const uint8_t *fanns_hnsw_code(const fanns_hnsw_t *h, uint32_t off);
+
+/* Gives the code of node off under the new codec into out, from its code under the old one
+ * (old_code); returns false to let fanns_hnsw_recode transcode it (decode, encode). */
+typedef bool (*fanns_hnsw_recode_fn)(void *ctx, uint32_t off, const uint8_t *old_code, uint8_t *out);
+
+/* Switches a graph over codes to another trained codec of the same kind and code size (a
+ * retraining): every node's code, deleted ones included, is replaced by fn's answer or, where
+ * fn declines (or is NULL), by the old code decoded and encoded again, and the graph then
+ * borrows codec instead of its old codec.  The links stay: they were chosen by the same
+ * vectors.  Needs exclusive use of the index (no search or insert meanwhile).
+ * @return 0; FANNS_EINVAL (a float32 graph, or codec of another kind or size); FANNS_ENOMEM. */
+int fanns_hnsw_recode(fanns_hnsw_t *h, const struct fanns_codec *codec, fanns_hnsw_recode_fn fn, void *ctx,
+                      fanns_err_t *err);
+
 /* Live node count, and bytes of memory held by the index (graph + vectors). */
 size_t fanns_hnsw_count(const fanns_hnsw_t *h);
 size_t fanns_hnsw_memory(const fanns_hnsw_t *h);

@@ -41,6 +41,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <llhttp.h>
 #include <uv.h>
 
@@ -81,6 +85,9 @@ typedef struct hreq {
     char logpath[208];          /* raw path sanitised for logs */
     int hkind;                  /* which header the current field is */
     bool headers_done, expect_continue, keep_alive, head, done, close_after;
+    bool direct;                /* the worker may write the response itself (see direct_write) */
+    size_t dsent;               /* bytes of the response the worker wrote */
+    int hlen;                   /* length of head_buf once built */
     size_t header_bytes;
     uint64_t start_ns;
     fanns_api_req_t areq;
@@ -105,6 +112,8 @@ typedef struct conn {
     int timer_kind;
     uint64_t hdr_deadline;
     bool closing, read_done, reading, fresh, lingering;
+    pthread_mutex_t dmu;        /* guards dfd against conn_close while a worker writes */
+    int dfd;                    /* the socket for direct writes; -1 once closing */
 } conn_t;
 
 struct fanns_http_server {
@@ -118,6 +127,7 @@ struct fanns_http_server {
     char *host, *port_file;
     int port;
     bool listener_open, signals_on, shutting_down, closed_all, handles_closed;
+    atomic_bool stopping;       /* shutting_down, for workers */
     conn_t *conns;
     unsigned nconns;
     size_t inflight;
@@ -413,6 +423,7 @@ static void conn_maybe_free(conn_t *c) {
         c->qh = r->next;
         req_free(r);
     }
+    pthread_mutex_destroy(&c->dmu);
     free(c);
 }
 
@@ -432,6 +443,10 @@ static void conn_close(conn_t *c) {
     srv->nconns--;
     /* Requests still queued are abandoned: they no longer hold up a drain. */
     srv->inflight -= c->nq;
+    /* After this no worker writes to the socket, so the descriptor may be closed and reused. */
+    pthread_mutex_lock(&c->dmu);
+    c->dfd = -1;
+    pthread_mutex_unlock(&c->dmu);
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
     uv_timer_stop(&c->timer);
@@ -519,13 +534,12 @@ static void on_write(uv_write_t *w, int status) {
     update_timer(c);
 }
 
-static void write_response(conn_t *c, hreq_t *r) {
-    fanns_http_server_t *srv = c->srv;
-    uv_buf_t bufs[2];
+/* Fills head_buf with the status line and headers of r's response (normalising a missing
+ * status or body) and returns the bufs of the whole response.  Runs on the loop, or on the
+ * worker for a direct write. */
+static unsigned build_response(hreq_t *r, uv_buf_t bufs[2]) {
     unsigned nb = 1;
     int n;
-    /* While shutting down, the last queued response tells the client to go elsewhere. */
-    if (srv->shutting_down && !c->qh) r->close_after = true;
     if (!r->resp.status) r->resp.status = 500;
     if (!r->resp.body) r->resp.body_len = 0;
     n = snprintf(r->head_buf, sizeof(r->head_buf),
@@ -535,10 +549,76 @@ static void write_response(conn_t *c, hreq_t *r) {
                  r->resp.content_type ? r->resp.content_type : "application/json", r->resp.body_len,
                  r->close_after ? "close" : "keep-alive", r->rid);
     if (n < 0 || (size_t)n >= sizeof(r->head_buf)) n = (int)sizeof(r->head_buf) - 1;
+    r->hlen = n;
     bufs[0] = uv_buf_init(r->head_buf, (unsigned)n);
     if (!r->head && r->resp.body_len) bufs[nb++] = uv_buf_init(r->resp.body, (unsigned)r->resp.body_len);
-    log_request(r, (size_t)n + (nb > 1 ? r->resp.body_len : 0));
+    return nb;
+}
+
+/* Drops the first `skip` bytes of bufs[0..nb); returns the new count. */
+static unsigned skip_bufs(uv_buf_t *bufs, unsigned nb, size_t skip) {
+    unsigned i = 0, j = 0;
+    for (; i < nb && skip >= bufs[i].len; i++) skip -= bufs[i].len;
+    for (; i < nb; i++, j++) {
+        bufs[j] = uv_buf_init(bufs[i].base + skip, (unsigned)(bufs[i].len - skip));
+        skip = 0;
+    }
+    return j;
+}
+
+/* Direct write, on the worker that produced r's response.  dispatch marked r direct only when
+ * r was the head of its connection's queue with no write pending and it keeps the connection
+ * open; the loop then writes nothing on that connection before after_work_cb runs for r, so the
+ * worker owns the socket's output and may send the response at once, saving the round trip
+ * through the loop (an async wake-up) before the client sees it.  The socket is non-blocking:
+ * whatever the kernel does not take now (dsent < total) is written by the loop as usual, as is
+ * everything after an error (the loop then sees the error itself).  dmu keeps conn_close from
+ * closing the descriptor under the write. */
+static void direct_write(hreq_t *r) {
+    conn_t *c = r->c;
+    uv_buf_t bufs[2];
+    struct iovec iov[2];
+    unsigned nb;
+    size_t total = 0;
+    if (atomic_load_explicit(&c->srv->stopping, memory_order_relaxed)) return; /* the loop decides close_after */
+    nb = build_response(r, bufs);
+    for (unsigned i = 0; i < nb; i++) total += bufs[i].len;
+    pthread_mutex_lock(&c->dmu);
+    while (c->dfd >= 0 && r->dsent < total) {
+        uv_buf_t rest[2];
+        unsigned nr;
+        memcpy(rest, bufs, sizeof(rest));
+        nr = skip_bufs(rest, nb, r->dsent);
+        for (unsigned i = 0; i < nr; i++) {
+            iov[i].iov_base = rest[i].base;
+            iov[i].iov_len = rest[i].len;
+        }
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = nr};
+        ssize_t w = sendmsg(c->dfd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) r->dsent += (size_t)w;
+        else if (w < 0 && errno == EINTR) continue;
+        else break; /* EAGAIN or an error: the loop takes over */
+    }
+    pthread_mutex_unlock(&c->dmu);
+}
+
+static void write_response(conn_t *c, hreq_t *r) {
+    fanns_http_server_t *srv = c->srv;
+    uv_buf_t bufs[2];
+    unsigned nb;
+    size_t total = 0;
+    /* While shutting down, the last queued response tells the client to go elsewhere (a
+     * direct write never happens then, see direct_write). */
+    if (srv->shutting_down && !c->qh && !r->dsent) r->close_after = true;
+    nb = build_response(r, bufs);
+    for (unsigned i = 0; i < nb; i++) total += bufs[i].len;
+    log_request(r, total);
     if (r->close_after) c->read_done = true;
+    if (r->dsent >= total) {
+        req_free(r); /* the worker wrote all of it */
+        return;
+    }
+    nb = skip_bufs(bufs, nb, r->dsent);
     r->wreq.data = r;
     if (uv_write(&r->wreq, (uv_stream_t *)&c->tcp, bufs, nb, on_write) != 0) {
         req_free(r);
@@ -567,6 +647,7 @@ static void work_cb(uv_work_t *w) {
     hreq_t *r = w->data;
     fanns_http_server_t *srv = r->c->srv;
     srv->o.handle(srv->o.ctx, &r->areq, &r->resp);
+    if (r->direct) direct_write(r);
 }
 
 static void after_work_cb(uv_work_t *w, int status) {
@@ -594,6 +675,7 @@ static void dispatch(conn_t *c, hreq_t *r) {
         r->done = true;
     } else {
         r->work.data = r;
+        r->direct = c->qh == r && !c->writes && !r->close_after && !srv->shutting_down && c->dfd >= 0;
         if (uv_queue_work(&srv->loop, &r->work, work_cb, after_work_cb) != 0) {
             make_error(srv, 500, "could not schedule request", &r->resp);
             r->done = true;
@@ -859,6 +941,8 @@ static void on_connection(uv_stream_t *ls, int status) {
     c->tcp.data = c;
     c->timer.data = c;
     c->refs = 2;
+    c->dfd = -1;
+    pthread_mutex_init(&c->dmu, NULL);
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
         c->closing = true;
         uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
@@ -866,6 +950,10 @@ static void on_connection(uv_stream_t *ls, int status) {
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    {
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) c->dfd = fd;
+    }
     llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
     c->parser.data = c;
     c->next = srv->conns;
@@ -929,6 +1017,7 @@ static void on_drain_timeout(uv_timer_t *t) {
 static void begin_shutdown(fanns_http_server_t *srv) {
     if (srv->shutting_down) return;
     srv->shutting_down = true;
+    atomic_store(&srv->stopping, true);
     fanns_info("shutting down: no new connections, draining %zu in-flight requests", srv->inflight);
     if (srv->listener_open) uv_close((uv_handle_t *)&srv->listener, NULL);
     uv_timer_start(&srv->drain_timer, on_drain_timeout, srv->o.shutdown_timeout_ms, 0);

@@ -333,6 +333,7 @@ int fanns_coll_stats(fanns_coll_t *c, fanns_coll_stats_t *out) {
     out->indexing = out->indexing || fanns__quant_busy(c);
     out->vectors_bytes = c->ondisk ? 0 : (uint64_t)c->cap * c->dim * sizeof(float);
     out->graph_bytes = c->hnsw ? fanns_hnsw_memory(c->hnsw) : 0;
+    if (out->codes_in_graph) out->graph_bytes -= out->codes_bytes < out->graph_bytes ? out->codes_bytes : out->graph_bytes;
     out->payload_index_bytes = fanns_pindex_memory(c->pindex);
     pthread_rwlock_unlock(&c->lock);
     return 0;
@@ -478,6 +479,22 @@ static inline float code_key(fanns_metric_t m, float dist) {
     return -dist;
 }
 
+/* The code of live slot off: from the code array, or, while the graph holds the codes
+ * (coll_int.h), from its node; NULL for a slot the graph does not reflect yet. */
+static inline const uint8_t *slot_code(const fanns_coll_t *c, uint32_t off) {
+    if (c->codes) return c->codes + (size_t)off * c->code_size;
+    return c->stale_pos[off] == UINT32_MAX ? fanns_hnsw_code(c->hnsw, off) : NULL;
+}
+
+/* Scores slot off exactly into heap (a slot without a code, see slot_code). */
+static inline int push_exact(const fanns_coll_t *c, fanns_vread_t *vr, const float *q, cand_t *heap, size_t *nh, size_t k,
+                             uint32_t off) {
+    const float *v = fanns__vr_get(vr, off);
+    if (!v) return vr->rc;
+    heap_push(heap, nh, k, (cand_t){metric_key(c->metric, q, v, c->dim), off});
+    return 0;
+}
+
 /* Scan on codes (the collection has a codec and the search allows it): the best
  * k * oversampling points by estimated distance, then each rescored with its float32 vector
  * (params.quantization.rescore, default true) or kept with its estimate, into heap.  The
@@ -498,8 +515,23 @@ static int search_scan_codes(const fanns_coll_t *c, fanns_vread_t *vr, const fan
         free(cand);
         return rc;
     }
-    uint64_t scored = 0;
-    if (!ms) {
+    uint64_t scored = 0, exact = 0;
+    if (!ms && !c->codes) {
+        /* The graph holds the codes: one lookup per slot. */
+        ex->strategy = "quantized_scan";
+        for (uint32_t off = 0; off < c->nslots; off++) {
+            if (!c->live[off]) continue;
+            const uint8_t *code = slot_code(c, off);
+            if (code) {
+                heap_push(cand, &nc, kk, (cand_t){-fanns__qquery_dist(qq, code), off});
+                scored++;
+            } else if ((rc = push_exact(c, vr, req->query, heap, nh, k, off)) != 0) {
+                goto fail;
+            } else {
+                exact++;
+            }
+        }
+    } else if (!ms) {
         ex->strategy = "quantized_scan";
         float dist[256];
         for (uint32_t a = 0; a < c->nslots; a += 256) {
@@ -520,12 +552,20 @@ static int search_scan_codes(const fanns_coll_t *c, fanns_vread_t *vr, const fan
             if (!ms->exact && !(ms->sure && roaring_bitmap_contains(ms->sure, off)) &&
                 !fanns_filter_match(ms->f, &c->pids[off], c->payloads[off]))
                 continue;
-            scored++;
-            heap_push(cand, &nc, kk, (cand_t){-fanns__qquery_dist(qq, c->codes + (size_t)off * cs), off});
+            const uint8_t *code = slot_code(c, off);
+            if (code) {
+                scored++;
+                heap_push(cand, &nc, kk, (cand_t){-fanns__qquery_dist(qq, code), off});
+            } else if ((rc = push_exact(c, vr, req->query, heap, nh, k, off)) != 0) {
+                goto fail;
+            } else {
+                exact++;
+            }
         }
-        ex->actual_matches = scored;
+        ex->actual_matches = scored + exact;
     }
     fanns__qquery_free(qq);
+    qq = NULL;
     bool rescore = !req->q_no_rescore;
     if (rescore && vr->txn) {
         /* From disk: look the candidates up in offset order, which walks the B-tree's leaves
@@ -547,12 +587,16 @@ static int search_scan_codes(const fanns_coll_t *c, fanns_vread_t *vr, const fan
         }
         heap_push(heap, nh, k, (cand_t){key, off});
     }
-    ex->dist_comps += scored + (rescore ? nc : 0);
+    ex->dist_comps += scored + exact + (rescore ? nc : 0);
     ex->codec = fanns__quant_kind_name(c->qc);
     ex->candidates = nc;
     ex->rescored = rescore;
     free(cand);
     return 0;
+fail:
+    fanns__qquery_free(qq);
+    free(cand);
+    return rc;
 }
 
 /* Scan: every live point (ms NULL) or the match set; exact unless the codes may be used. */

@@ -123,6 +123,15 @@ const char *fanns__quant_kind_name(const fanns_qcodec_t *qc);
 int fanns__quant_graph_kind(const fanns_coll_t *c);
 int fanns__quant_graph_ready(const fanns_coll_t *c);
 fanns_codec_t *fanns__quant_graph_codec(const fanns_coll_t *c);
+/* Checksum of a codec's serialized bytes (equal to its qcodec's checksum). */
+uint64_t fanns__quant_codec_sum(const fanns_codec_t *cc);
+/* Shared codes (write lock held).  When the graph's nodes hold codes of the published codec
+ * and every slot is indexed, share drops the code array: scans then read codes from the graph
+ * and score slots it does not reflect yet exactly (c->qc set, c->codes NULL).  unshare builds
+ * the array again (from the graph's codes, and from the vectors through vr for stale slots)
+ * before the graph goes away.  unshare returns 0 or FANNS_ENOMEM / a read error. */
+void fanns__quant_share(fanns_coll_t *c);
+int fanns__quant_unshare(fanns_coll_t *c, fanns_vread_t *vr);
 
 /* Distance estimates against codes ("smaller is better", index/codec.h's scale) for query q
  * (dim floats, borrowed for the call).  The query borrows qc: use it under the read lock. */

@@ -70,7 +70,9 @@ struct fanns_coll {
      * what the graph says about them.  Stale slots are also queued for the indexer. */
     fanns_hnsw_t *hnsw;
     fanns_codec_t *gcodec;      /* the codec whose codes hnsw's nodes hold (owned, the graph's
-                                 * own copy), NULL for a float32 graph; replaced with hnsw */
+                                 * own copy), NULL for a float32 graph; replaced with hnsw, or
+                                 * by a retraining of the same kind (fanns_hnsw_recode) */
+    uint64_t gsum;              /* fanns__quant_codec_sum(gcodec) */
     uint32_t *stale_pos;        /* [cap] position in stale_list, UINT32_MAX if not stale */
     uint32_t *stale_list;       /* the stale offsets, unordered */
     uint32_t nstale, capstale;
@@ -95,7 +97,10 @@ struct fanns_coll {
     json_t *qspec;
     uint64_t qgen;
     struct fanns_qcodec *qc;
-    uint8_t *codes;             /* [cap * code_size] while qc != NULL */
+    uint8_t *codes;             /* [cap * code_size] while qc != NULL, except while shared: NULL
+                                 * when the graph's nodes hold the codes of qc and scans read
+                                 * them there (fanns__quant_share; stale slots are scored
+                                 * exactly), so the codes are not kept twice */
     size_t code_size;
     struct fanns_qjob *qjob;
     bool qbusy;

@@ -142,6 +142,8 @@ typedef struct fanns_coll_stats {
     uint64_t codec_trained_points; /* sample size it was trained on */
     uint64_t codec_checksum;    /* FNV-1a-64 of its serialized codebook */
     uint64_t codes_bytes, vectors_bytes, graph_bytes, payload_index_bytes;
+    bool codes_in_graph;        /* the codes are the graph's (codes_bytes is their share of the
+                                   graph's memory, not counted again in graph_bytes) */
 } fanns_coll_stats_t;
 int fanns_coll_stats(fanns_coll_t *c, fanns_coll_stats_t *out);
 

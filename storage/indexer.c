@@ -321,6 +321,7 @@ void fanns__index_load(fanns_coll_t *c) {
     }
     c->hnsw = h;
     c->gcodec = gc;
+    c->gsum = fanns__quant_codec_sum(gc);
     uint32_t stale = 0;
     for (uint32_t off = 0; off < c->nslots; off++) {
         c->ivver[off] = off < nv ? vv[off] : 0;
@@ -401,12 +402,25 @@ static bool ensure_graph(fanns_coll_t *c) {
     bool have = c->hnsw != NULL && !c->dropped;
     pthread_rwlock_unlock(&c->lock);
     if (!need) return have;
-    pthread_rwlock_wrlock(&c->lock);
+    bool env;
+    fanns__coll_lock(c, true, &env);
+    /* The old graph may hold the only copy of the codes: scans need them back first. */
+    if (c->qc && !c->codes) {
+        fanns_vread_t vr;
+        int urc = fanns__vr_open(&vr, c, NULL);
+        if (urc == 0) urc = fanns__quant_unshare(c, &vr);
+        fanns__vr_close(&vr);
+        if (urc) {
+            fanns__coll_unlock(c, env);
+            fanns_error("cannot rebuild the graph of %s: codes not restored (%s)", c->name, fanns_err_name(urc));
+            return have;
+        }
+    }
     fanns_codec_t *gc = fanns__quant_graph_kind(c) ? fanns__quant_graph_codec(c) : NULL;
     fanns_hnsw_params_t p = hnsw_params(c, gc);
     fanns_hnsw_t *h = NULL;
     if (c->hnsw_m > 0 && fanns_hnsw_new(&p, &h, &err) != 0) {
-        pthread_rwlock_unlock(&c->lock);
+        fanns__coll_unlock(c, env);
         fanns_codec_free(gc);
         fanns_error("cannot create the graph of %s: %s", c->name, err.msg);
         return false;
@@ -419,6 +433,7 @@ static bool ensure_graph(fanns_coll_t *c) {
     fanns_codec_t *oldgc = c->gcodec;
     c->hnsw = h;
     c->gcodec = gc;
+    c->gsum = fanns__quant_codec_sum(gc);
     c->reindex = false;
     /* Forget the old graph's state: every slot is re-indexed into the new one. */
     while (c->nstale > 0) stale_remove(c, c->stale_list[c->nstale - 1]);
@@ -428,14 +443,15 @@ static bool ensure_graph(fanns_coll_t *c) {
         c->ivver[off] = 0;
     }
     int rc = h ? touch_all(c) : 0;
-    pthread_rwlock_unlock(&c->lock);
+    fanns__coll_unlock(c, env);
     /* Readers use the graph only under the read lock, so nobody holds the old one now. */
     fanns_hnsw_free(old);
     fanns_codec_free(oldgc);
     if (rc) fanns_error("out of memory queueing %s for indexing", c->name);
     if (h)
         fanns_info("building the graph of %s (m=%u, ef_construct=%u, nodes hold %s)", c->name, c->hnsw_m, c->hnsw_efc,
-                   gc ? (fanns_codec_kind(gc) == FANNS_CODEC_SQ8 ? "int8 codes" : "float16 codes") : "float32 vectors");
+                   !gc ? "float32 vectors" : fanns_codec_kind(gc) == FANNS_CODEC_SQ8 ? "int8 codes"
+                                         : fanns_codec_kind(gc) == FANNS_CODEC_F16 ? "float16 codes" : "binary codes");
     return h != NULL;
 }
 
@@ -532,6 +548,7 @@ static size_t index_batch(fanns_db_t *db, fanns_coll_t *c, batch_t *b) {
             }
         }
         c->index_ops_since_save += b->n;
+        fanns__quant_share(c);
     }
     pthread_rwlock_unlock(&c->lock);
     return rc ? 0 : b->n;

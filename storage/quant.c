@@ -193,8 +193,11 @@ static int qcodec_new(const json_t *spec, uint32_t dim, fanns_metric_t metric, f
         qc->code_size = qc->m;
     } else if (qc->kind) {
         json_t *qq = json_object_get(spec, "quantile");
-        fanns_codec_params_t p = {(fanns_codec_kind_t)(qc->kind == QK_F16 ? FANNS_CODEC_F16 : qc->kind == QK_SQ8 ? FANNS_CODEC_SQ8 : FANNS_CODEC_BIN),
-                                  dim, metric, json_is_number(qq) ? (float)json_number_value(qq) : 0.0f, 0};
+        fanns_codec_params_t p = {
+            .kind = qc->kind == QK_F16 ? FANNS_CODEC_F16 : qc->kind == QK_SQ8 ? FANNS_CODEC_SQ8 : FANNS_CODEC_BIN,
+            .dim = dim,
+            .metric = metric,
+            .quantile = json_is_number(qq) ? (float)json_number_value(qq) : 0.0f};
         if ((rc = fanns_codec_new(&p, &qc->cc, err)) != 0) goto fail;
         qc->code_size = fanns_codec_code_size(qc->cc);
     } else {
@@ -394,9 +397,10 @@ void fanns__qquery_batch(const fanns_qquery_t *qq, size_t n, const uint8_t *code
 
 const char *fanns__quant_kind_name(const fanns_qcodec_t *qc) { return kind_name(qc->kind); }
 
-/* Graph nodes can hold F16 and SQ8 codes (index/hnsw.h); BIN codes are too coarse to build
- * a graph on and PQ lives in FAISS, so those collections keep a float32 graph. */
-static bool graph_kind(qkind_t k) { return k == QK_F16 || k == QK_SQ8; }
+/* Graph nodes can hold F16, SQ8 and BIN codes (index/hnsw.h; a graph over 1-bit codes needs
+ * a large oversampling, see docs/benchmarks-codecs.md); PQ lives in FAISS, so those
+ * collections keep a float32 graph. */
+static bool graph_kind(qkind_t k) { return k == QK_F16 || k == QK_SQ8 || k == QK_BIN; }
 
 int fanns__quant_graph_kind(const fanns_coll_t *c) {
     if (!c->qspec || !graph_kind(spec_kind(c->qspec))) return 0;
@@ -405,6 +409,68 @@ int fanns__quant_graph_kind(const fanns_coll_t *c) {
 
 int fanns__quant_graph_ready(const fanns_coll_t *c) {
     return c->qc && graph_kind(c->qc->kind) ? (int)c->qc->kind : 0;
+}
+
+uint64_t fanns__quant_codec_sum(const fanns_codec_t *cc) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    fanns_err_t err;
+    if (!cc || fanns_codec_serialize(cc, &buf, &len, &err) != 0) return 0;
+    uint64_t h = fnv1a(0xcbf29ce484222325ULL, buf, len);
+    free(buf);
+    return h;
+}
+
+/* The graph's nodes hold codes of the published codec (same codebook bytes). */
+static bool graph_matches(const fanns_coll_t *c) {
+    return c->hnsw && c->gcodec && c->qc && c->qc->cc && c->gsum == c->qc->checksum;
+}
+
+void fanns__quant_share(fanns_coll_t *c) {
+    if (!c->codes || c->nstale > 0 || !graph_matches(c)) return;
+    free(c->codes);
+    c->codes = NULL;
+    fanns_info("codes of %s are now kept only in its graph (%zu B per point saved)", c->name, c->code_size);
+}
+
+int fanns__quant_unshare(fanns_coll_t *c, fanns_vread_t *vr) {
+    if (!c->qc || c->codes) return 0;
+    size_t cs = c->code_size;
+    uint8_t *nc = calloc(c->cap ? c->cap : 1, cs);
+    fanns_err_t err;
+    if (!nc) return FANNS_ENOMEM;
+    for (uint32_t off = 0; off < c->nslots; off++) {
+        if (!c->live[off]) continue;
+        const uint8_t *gcode = c->stale_pos[off] == UINT32_MAX ? fanns_hnsw_code(c->hnsw, off) : NULL;
+        if (gcode) {
+            memcpy(nc + (size_t)off * cs, gcode, cs);
+            continue;
+        }
+        const float *v = fanns__vr_get(vr, off);
+        if (!v) {
+            free(nc);
+            return vr->rc;
+        }
+        if (qcodec_encode(c->qc, 1, v, nc + (size_t)off * cs, &err) != 0)
+            fanns_warn("encoding point %u of %s: %s", off, c->name, err.msg);
+    }
+    c->codes = nc;
+    return 0;
+}
+
+typedef struct recode_ctx {
+    const fanns_coll_t *c;
+    const uint8_t *codes;       /* new codes of the current vectors */
+} recode_ctx_t;
+
+/* A node whose vector is the slot's current one takes the slot's new code. */
+static bool recode_from_codes(void *ctx, uint32_t off, const uint8_t *old_code, uint8_t *out) {
+    const recode_ctx_t *r = ctx;
+    const fanns_coll_t *c = r->c;
+    (void)old_code;
+    if (off >= c->nslots || !c->live[off] || c->ivver[off] != c->vversions[off]) return false;
+    memcpy(out, r->codes + (size_t)off * c->code_size, c->code_size);
+    return true;
 }
 
 fanns_codec_t *fanns__quant_graph_codec(const fanns_coll_t *c) {
@@ -582,7 +648,7 @@ skip:
 }
 
 int fanns__quant_ensure_cap(fanns_coll_t *c, uint32_t ncap) {
-    if (!c->qc) return 0;
+    if (!c->qc || !c->codes) return 0; /* no codec, or the graph holds the codes */
     uint8_t *n = realloc(c->codes, (size_t)ncap * c->code_size);
     if (!n) return FANNS_ENOMEM;
     if (ncap > c->cap) memset(n + (size_t)c->cap * c->code_size, 0, (size_t)(ncap - c->cap) * c->code_size);
@@ -592,7 +658,7 @@ int fanns__quant_ensure_cap(fanns_coll_t *c, uint32_t ncap) {
 
 void fanns__quant_encode_slot(fanns_coll_t *c, uint32_t off, const float *vec) {
     fanns_err_t err;
-    if (!c->qc) return;
+    if (!c->qc || !c->codes) return; /* no codec, or the graph holds the codes: the slot is stale until indexed */
     if (qcodec_encode(c->qc, 1, vec, c->codes + (size_t)off * c->code_size, &err) != 0)
         fanns_warn("encoding point %u of %s: %s", off, c->name, err.msg); /* cannot happen for finite vectors */
 }
@@ -649,7 +715,9 @@ void fanns__quant_stats(const fanns_coll_t *c, fanns_coll_stats_t *st) {
     st->code_size = c->qc ? c->code_size : 0;
     st->codec_trained_points = c->qc ? c->qc->trained_points : 0;
     st->codec_checksum = c->qc ? c->qc->checksum : 0;
-    st->codes_bytes = c->qc ? (uint64_t)c->cap * c->code_size : 0;
+    st->codes_bytes = c->codes ? (uint64_t)c->cap * c->code_size : 0;
+    st->codes_in_graph = c->qc && !c->codes;
+    if (st->codes_in_graph && c->hnsw) st->codes_bytes = (uint64_t)fanns_hnsw_count(c->hnsw) * c->code_size;
 }
 
 bool fanns__quant_busy(const fanns_coll_t *c) { return c->qjob != NULL || c->qbusy; }
@@ -751,6 +819,23 @@ static void run_job(fanns_db_t *db, fanns_coll_t *c, fanns_qjob_t *j) {
     c->code_size = cs;
     c->qbusy = false;
     nc = NULL;
+    /* A graph over codes of the same kind takes the new codebook in place (its links stay),
+     * so the codes need not be kept twice; another kind is rebuilt by the indexer. */
+    if (c->hnsw && c->gcodec && qc->cc && c->gsum != qc->checksum &&
+        fanns_codec_kind(c->gcodec) == fanns_codec_kind(qc->cc) && fanns_codec_code_size(c->gcodec) == cs) {
+        fanns_codec_t *ngc = fanns__quant_graph_codec(c);
+        recode_ctx_t rctx = {c, c->codes};
+        if (ngc && fanns_hnsw_recode(c->hnsw, ngc, recode_from_codes, &rctx, &err) == 0) {
+            fanns_codec_free(c->gcodec);
+            c->gcodec = ngc;
+            c->gsum = qc->checksum;
+            c->index_ops_since_save += 1; /* the saved graph holds the old codes */
+        } else {
+            fanns_codec_free(ngc);
+            fanns_warn("graph of %s keeps its previous codebook: %s", c->name, ngc ? err.msg : "out of memory");
+        }
+    }
+    fanns__quant_share(c);
     const char *name = c->name;
     uint32_t cid = c->cid;
     uint64_t gen = j->gen, tp = qc->trained_points, sum = qc->checksum;

@@ -549,6 +549,173 @@ START_TEST(test_ondisk_reads_during_map_growth) {
 }
 END_TEST
 
+/* Graph over codes holding the only copy of the codes (storage/quant.c, fanns__quant_share):
+ * "sh" has a graph, "ref" the same writes and no graph (so a code array).  Their codebooks are
+ * equal (same writes), so quantized scans must answer identically whether the codes come from
+ * the graph's nodes or from the array; points written since indexing are scored exactly; a
+ * retraining swaps the graph's codebook in place; a graph rebuild (hnsw_config changed) gives
+ * the codes back to the array first and shares them again after.  A binary collection gets a
+ * graph over its 1-bit codes too. */
+static void filtered_equal(fanns_coll_t *a, fanns_coll_t *b, const fanns_filter_t *flt, uint32_t dim, const char *what) {
+    for (int k = 0; k < 6; k++) {
+        float q[64];
+        query_vec(q, dim, k * 7 + 1);
+        fanns_search_req_t r = {.query = q, .limit = 10, .filter = flt, .q_oversampling = 2, .with_vector = true};
+        search2(a, b, &r, what, "quantized_filtered_scan");
+    }
+}
+
+static void full_oversampling_is_exact(fanns_coll_t *c, const fanns_filter_t *flt, uint32_t dim, const char *what) {
+    for (int k = 0; k < 6; k++) {
+        float q[64];
+        query_vec(q, dim, k * 5 + 3);
+        fanns_hit_t *he, *ho;
+        size_t ne, no;
+        fanns_err_t err;
+        fanns_search_req_t re = {.query = q, .limit = 10, .filter = flt, .exact = true};
+        fanns_search_req_t ro = {.query = q, .limit = 10, .filter = flt, .q_oversampling = 1e9};
+        ck_assert_int_eq(fanns_coll_search(c, &re, &he, &ne, &err), 0);
+        ck_assert_int_eq(fanns_coll_search(c, &ro, &ho, &no, &err), 0);
+        assert_hits_equal(he, ne, ho, no, dim, what);
+        fanns_hits_free(he, ne);
+        fanns_hits_free(ho, no);
+    }
+}
+
+static json_t *config_m(json_t *qcfg, int threshold_kb, int m) {
+    json_t *c = config(false, qcfg, threshold_kb);
+    json_object_set_new(json_object_get(c, "hnsw_config"), "m", json_integer(m));
+    return c;
+}
+
+START_TEST(test_shared_codes) {
+    const uint32_t dim = 32;
+    mkdir_tmp(dir, sizeof(dir));
+    fanns_db_t *db = open_db(dir);
+    create(db, "sh", dim, FANNS_METRIC_COSINE, config(false, json_pack("{s:{s:s}}", "scalar", "type", "int8"), 1));
+    create(db, "ref", dim, FANNS_METRIC_COSINE, config(false, json_pack("{s:{s:s}}", "scalar", "type", "int8"), 0));
+    for (int i = 0; i < 2; i++) upsert(db, i ? "ref" : "sh", dim, 0, 3000, 31);
+    fanns_err_t err;
+    json_error_t je;
+    fanns_filter_t *flt;
+    json_t *fj = json_loads("{\"must\": [{\"key\": \"g\", \"match\": {\"value\": 4}}]}", 0, &je);
+    ck_assert_int_eq(fanns_filter_compile(fj, "filter", &flt, &err), 0);
+
+    fanns_coll_t *sh = get(db, "sh"), *ref = get(db, "ref");
+    fanns_coll_stats_t s1 = wait_idle(sh, "sq8"), s2 = wait_idle(ref, "sq8");
+    ck_assert_msg(s1.codes_in_graph, "codes not shared with the graph");
+    ck_assert_uint_eq(s1.codes_bytes, s1.points_count * s1.code_size);
+    ck_assert(!s2.codes_in_graph);
+    ck_assert_uint_ge(s2.codes_bytes, s2.points_count * s2.code_size);
+    ck_assert_uint_eq(s1.codec_checksum, s2.codec_checksum);
+    filtered_equal(sh, ref, flt, dim, "shared vs array");
+    full_oversampling_is_exact(sh, flt, dim, "shared, full oversampling");
+    fanns_coll_release(sh);
+    fanns_coll_release(ref);
+
+    /* New and overwritten points are scored exactly until indexed (checked at once, while
+     * the indexer may still be on them). */
+    for (int round = 0; round < 3; round++) {
+        upsert(db, "sh", dim, (uint64_t)round * 37, 50, 40 + (uint64_t)round);
+        upsert(db, "sh", dim, 3000 + (uint64_t)round * 50, 50, 50 + (uint64_t)round);
+        sh = get(db, "sh");
+        full_oversampling_is_exact(sh, flt, dim, "stale slots");
+        fanns_coll_release(sh);
+    }
+    for (int round = 0; round < 3; round++) {
+        upsert(db, "ref", dim, (uint64_t)round * 37, 50, 40 + (uint64_t)round);
+        upsert(db, "ref", dim, 3000 + (uint64_t)round * 50, 50, 50 + (uint64_t)round);
+    }
+
+    /* Twice the points: the codec retrains on the larger sample and the graph takes it. */
+    for (int i = 0; i < 2; i++) upsert(db, i ? "ref" : "sh", dim, 3150, 3000, 32);
+    sh = get(db, "sh");
+    ref = get(db, "ref");
+    for (int i = 0; i < 6000; i++) {
+        s1 = wait_idle(sh, "sq8");
+        if (s1.codec_trained_points > 3000) break;
+        usleep(10000);
+    }
+    s2 = wait_idle(ref, "sq8");
+    ck_assert_uint_gt(s1.codec_trained_points, 3000);
+    ck_assert_uint_eq(s1.codec_checksum, s2.codec_checksum);
+    ck_assert_msg(s1.codes_in_graph, "codes not shared after retraining");
+    filtered_equal(sh, ref, flt, dim, "shared vs array after retraining");
+    fanns_search_explain_t ex;
+    float q[64];
+    query_vec(q, dim, 3);
+    fanns_hit_t *h;
+    size_t n;
+    fanns_search_req_t rg = {.query = q, .limit = 10, .ef = 100, .q_oversampling = 2, .explain = &ex};
+    ck_assert_int_eq(fanns_coll_search(sh, &rg, &h, &n, &err), 0);
+    ck_assert_str_eq(ex.strategy, "hnsw_codes");
+    ck_assert_uint_eq(n, 10);
+    fanns_hits_free(h, n);
+    fanns_coll_release(sh);
+    fanns_coll_release(ref);
+
+    /* A rebuild: the codes go back to an array while the new graph fills, then are shared. */
+    update(db, "sh", config_m(json_pack("{s:{s:s}}", "scalar", "type", "int8"), 1, 8));
+    sh = get(db, "sh");
+    full_oversampling_is_exact(sh, flt, dim, "during rebuild");
+    fanns_coll_release(sh);
+    sh = get(db, "sh");
+    ref = get(db, "ref");
+    s1 = wait_idle(sh, "sq8");
+    ck_assert_msg(s1.codes_in_graph, "codes not shared after the rebuild");
+    filtered_equal(sh, ref, flt, dim, "shared vs array after rebuild");
+    fanns_coll_release(sh);
+    fanns_coll_release(ref);
+
+    /* Restart: the graph and its codebook are loaded, the codes shared again. */
+    fanns_db_close(db);
+    db = open_db(dir);
+    sh = get(db, "sh");
+    ref = get(db, "ref");
+    s1 = wait_idle(sh, "sq8");
+    wait_idle(ref, "sq8");
+    ck_assert_msg(s1.codes_in_graph, "codes not shared after restart");
+    filtered_equal(sh, ref, flt, dim, "shared vs array after restart");
+    fanns_coll_release(sh);
+    fanns_coll_release(ref);
+
+    /* Binary codes: a graph over 1-bit codes, searched with rescoring, finds about what a
+     * scan of the same codes with the same oversampling finds ("bf" has no graph). */
+    create(db, "b", 64, FANNS_METRIC_COSINE, config(false, json_pack("{s:{}}", "binary"), 1));
+    create(db, "bf", 64, FANNS_METRIC_COSINE, config(false, json_pack("{s:{}}", "binary"), 0));
+    upsert(db, "b", 64, 0, 3000, 33);
+    upsert(db, "bf", 64, 0, 3000, 33);
+    fanns_coll_t *b = get(db, "b"), *bf = get(db, "bf");
+    s1 = wait_idle(b, "bin");
+    wait_idle(bf, "bin");
+    ck_assert_msg(s1.codes_in_graph, "binary codes not shared");
+    ck_assert_uint_eq(s1.indexed_vectors_count, 3000);
+    full_oversampling_is_exact(b, flt, 64, "binary, full oversampling");
+    double hits[2] = {0, 0};
+    for (int k = 0; k < 20; k++) {
+        float v[64];
+        query_vec(v, 64, k * 3 + 1);
+        float kth = exact_kth(b, v);
+        for (int i = 0; i < 2; i++) {
+            fanns_search_req_t r = {.query = v, .limit = 10, .ef = 200, .q_oversampling = 10, .explain = &ex};
+            ck_assert_int_eq(fanns_coll_search(i ? bf : b, &r, &h, &n, &err), 0);
+            ck_assert_str_eq(ex.strategy, i ? "quantized_scan" : "hnsw_codes");
+            ck_assert_uint_eq(n, 10);
+            for (size_t a = 0; a < n; a++) hits[i] += h[a].score >= kth - 1e-5f;
+            fanns_hits_free(h, n);
+        }
+    }
+    ck_assert_msg(hits[0] >= hits[1] - 10, "binary recall@10: graph %.0f%%, scan %.0f%%", hits[0] / 2, hits[1] / 2);
+    fanns_coll_release(b);
+    fanns_coll_release(bf);
+
+    fanns_filter_free(flt);
+    json_decref(fj);
+    fanns_db_close(db);
+    rm_tmp(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("storage/ondisk");
     TCase *tc = tcase_create("core");
@@ -556,6 +723,7 @@ int main(void) {
     tcase_add_test(tc, test_ondisk_equals_ram);
     tcase_add_test(tc, test_ondisk_graph);
     tcase_add_test(tc, test_codes_graph);
+    tcase_add_test(tc, test_shared_codes);
     tcase_add_test(tc, test_ondisk_reads_during_map_growth);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
