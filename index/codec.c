@@ -1,15 +1,18 @@
 /*
- * codec.c: F16, SQ8 and BIN vector codes and distance estimates on them (see codec.h for the
- * code layouts, the query precisions and the thread rules).  The kernels live in
+ * codec.c: F16, SQ8, BIN and PQ vector codes and distance estimates on them (see codec.h for
+ * the code layouts, the query precisions and the thread rules).  The kernels live in
  * codec_kernels.c.
  *
  * Invariants:
- *  - a codec's parameters never change; its training (SQ8 lo/step, BIN centre) is written only
- *    by train and deserialize, before the codec is shared;
+ *  - a codec's parameters never change; its training (SQ8 lo/step, BIN centre, PQ centroids)
+ *    is written only by train, set_pq_centroids and deserialize, before the codec is shared;
  *  - for SQ8, step[d] >= 0 and inv_step[d] = 1/step[d] (0 when step is 0: a constant dimension
  *    encodes to 0 and decodes to lo exactly);
  *  - for BIN, the padding bits after dim in the last word are zero in codes and query planes,
- *    so popcounts over whole words count only real dimensions.
+ *    so popcounts over whole words count only real dimensions;
+ *  - for PQ, dim = pq_m * dsub, cent holds [pq_m][256][dsub] finite floats and cent_t the same
+ *    values as [pq_m][dsub][256]; a query's table is 64-byte aligned (aligned_alloc) with
+ *    [pq_m][256] entries.
  *
  * Distance algebra (q the query, x a stored vector, x^ its decoded approximation):
  *  - SQ8 float query: <q, x^> = sum q[d] lo[d] + sum (q[d] step[d]) c[d], a constant plus one
@@ -22,6 +25,11 @@
  *    popcount(plane_j & bits) - sum u).  Then <q, x> = <q', r> + <q, centre> + <centre, r>
  *    and |q - x|^2 = |q'|^2 + |r|^2 - 2 <q', r>.  The Hamming query uses q' ~ beta sign(q')
  *    with beta = sum|q'| / D, so <q', s> ~ beta (D - 2 hamming).
+ *  - PQ (Jegou, Douze & Schmid's asymmetric distance computation): every metric is a sum over
+ *    dimensions, so for the decoded x^ = (c_0[k_0], ..., c_{m-1}[k_{m-1}]) the distance is
+ *    sum_j T[j][k_j] with T[j][k] the query's term against centroid k of subspace j: -<q_j, c>
+ *    (Cosine adds 1 once), |q_j - c|^2, or |q_j - c|_1.  That is exact up to float summation
+ *    order, which is why Manhattan is supported for PQ.
  *
  * Measurements that chose the defaults (arXiv abstracts, 100k x 384 sentence embeddings,
  * cosine, brute force over all codes, the 100 unfiltered queries; recall@10 with no rescoring,
@@ -40,7 +48,9 @@
  * 4-bit one.  A random rotation before the sign (RaBitQ) did not help on this data (checked
  * offline with the exact estimator), so there is none.
  *
- * References: Qdrant scalar quantization (quantile-clipped u8 range); Gao & Long, "RaBitQ:
+ * References: Jegou, Douze & Schmid, "Product Quantization for Nearest Neighbor Search",
+ * IEEE TPAMI 2011 (PQ codes and table-based asymmetric distances; FAISS's codebook layout);
+ * Qdrant scalar quantization (quantile-clipped u8 range); Gao & Long, "RaBitQ:
  * Quantizing High-Dimensional Vectors with a Theoretical Error Bound", SIGMOD 2024 (the
  * unbiased sign-code estimator and bit-plane queries); F. Giesen's float to half conversion
  * with round to nearest even.
@@ -64,6 +74,10 @@ struct fanns_codec {
     size_t words;       /* BIN: u64 words of sign bits */
     float *lo, *step, *inv_step; /* SQ8, dim each */
     float *center;      /* BIN, dim (zeros with FANNS_CODEC_BIN_NO_CENTER) */
+    uint32_t pq_m, dsub; /* PQ: sub-quantizers and their dimension */
+    float *cent;        /* PQ: [pq_m][256][dsub] */
+    float *cent_t;      /* PQ: the same transposed per subspace, [pq_m][dsub][256], so that
+                         * encode and query tables run over 256 contiguous centroids */
 };
 
 typedef float (*query_fn)(const fanns_codec_query_t *q, const uint8_t *code);
@@ -75,11 +89,12 @@ struct fanns_codec_query {
     float qsq;       /* |q|^2 (F16, SQ8) or |q'|^2 (BIN) */
     float qlo;       /* <q, lo> (SQ8); <q, centre> (BIN) */
     float scale;     /* SQ8 int8: s; BIN: delta (4/8 bits) or beta (Hamming) */
-    float base;      /* BIN: lo of the query quantiser */
+    float base;      /* BIN: lo of the query quantiser; PQ: the constant term (1 for Cosine) */
     float sumu;      /* BIN: sum of the quantised query levels */
     float *qf;       /* F16: q; SQ8 float: q*step; SQ8 Manhattan: q - lo */
     int8_t *qi;      /* SQ8 int8 */
     uint64_t *planes; /* BIN: bits planes of words each (Hamming: the sign bits) */
+    float *table;    /* PQ: [pq_m][256], 64-byte aligned; base holds the constant term */
 };
 
 #define SQ8_LEVELS 255.0f
@@ -90,18 +105,22 @@ struct fanns_codec_query {
 
 /* ---- creation ---- */
 
-static size_t code_size_of(fanns_codec_kind_t kind, uint32_t dim, fanns_metric_t metric) {
-    switch (kind) {
-    case FANNS_CODEC_F16: return 2u * (size_t)dim;
-    case FANNS_CODEC_SQ8: return dim + (metric == FANNS_METRIC_EUCLID ? 4u : 0u);
-    case FANNS_CODEC_BIN: return 8u * (((size_t)dim + 63u) / 64u) + BIN_TRAILER;
+#define PQ_K FANNS_CODEC_PQ_CENTROIDS
+
+static size_t code_size_of(const fanns_codec_params_t *p) {
+    switch (p->kind) {
+    case FANNS_CODEC_F16: return 2u * (size_t)p->dim;
+    case FANNS_CODEC_SQ8: return p->dim + (p->metric == FANNS_METRIC_EUCLID ? 4u : 0u);
+    case FANNS_CODEC_BIN: return 8u * (((size_t)p->dim + 63u) / 64u) + BIN_TRAILER;
+    case FANNS_CODEC_PQ: return p->pq_m;
     }
     return 0;
 }
 
 int fanns_codec_new(const fanns_codec_params_t *p, fanns_codec_t **out, fanns_err_t *err) {
     *out = NULL;
-    if (p->kind != FANNS_CODEC_F16 && p->kind != FANNS_CODEC_SQ8 && p->kind != FANNS_CODEC_BIN)
+    if (p->kind != FANNS_CODEC_F16 && p->kind != FANNS_CODEC_SQ8 && p->kind != FANNS_CODEC_BIN &&
+        p->kind != FANNS_CODEC_PQ)
         return fanns_err_set(err, FANNS_EVALIDATE, "kind", "unknown codec kind %d", (int)p->kind);
     if (p->dim < 1 || p->dim > FANNS_CODEC_MAX_DIM)
         return fanns_err_set(err, FANNS_EVALIDATE, "dim", "dimension %u is outside 1..%u", p->dim,
@@ -116,6 +135,11 @@ int fanns_codec_new(const fanns_codec_params_t *p, fanns_codec_t **out, fanns_er
     float quantile = p->quantile == 0.0f ? FANNS_CODEC_SQ8_DEFAULT_QUANTILE : p->quantile;
     if (p->kind == FANNS_CODEC_SQ8 && !(quantile >= 0.5f && quantile <= 1.0f))
         return fanns_err_set(err, FANNS_EVALIDATE, "quantile", "quantile must be between 0.5 and 1");
+    if (p->kind == FANNS_CODEC_PQ && (p->pq_m == 0 || p->pq_m > p->dim || p->dim % p->pq_m != 0))
+        return fanns_err_set(err, FANNS_EVALIDATE, "pq_m",
+                             "product quantization needs a number of sub-quantizers that divides the dimension %u "
+                             "(got %u)",
+                             p->dim, p->pq_m);
 
     fanns_codec_t *c = calloc(1, sizeof *c);
     if (!c) goto nomem;
@@ -124,7 +148,7 @@ int fanns_codec_new(const fanns_codec_params_t *p, fanns_codec_t **out, fanns_er
     c->metric = p->metric;
     c->quantile = p->kind == FANNS_CODEC_SQ8 ? quantile : 0.0f;
     c->flags = p->flags;
-    c->code_size = code_size_of(p->kind, p->dim, p->metric);
+    c->code_size = code_size_of(p);
     c->words = ((size_t)p->dim + 63u) / 64u;
     if (p->kind == FANNS_CODEC_SQ8) {
         c->lo = calloc(3u * (size_t)p->dim, sizeof(float));
@@ -134,6 +158,12 @@ int fanns_codec_new(const fanns_codec_params_t *p, fanns_codec_t **out, fanns_er
     } else if (p->kind == FANNS_CODEC_BIN) {
         c->center = calloc(p->dim, sizeof(float));
         if (!c->center) goto nomem;
+    } else if (p->kind == FANNS_CODEC_PQ) {
+        c->pq_m = p->pq_m;
+        c->dsub = p->dim / p->pq_m;
+        c->cent = calloc((size_t)PQ_K * p->dim, sizeof(float));
+        c->cent_t = calloc((size_t)PQ_K * p->dim, sizeof(float));
+        if (!c->cent || !c->cent_t) goto nomem;
     }
     c->trained = p->kind == FANNS_CODEC_F16 || (p->kind == FANNS_CODEC_BIN && (p->flags & FANNS_CODEC_BIN_NO_CENTER));
     *out = c;
@@ -147,6 +177,8 @@ void fanns_codec_free(fanns_codec_t *c) {
     if (!c) return;
     free(c->lo);
     free(c->center);
+    free(c->cent);
+    free(c->cent_t);
     free(c);
 }
 
@@ -155,6 +187,7 @@ fanns_codec_kind_t fanns_codec_kind(const fanns_codec_t *c) { return c->kind; }
 uint32_t fanns_codec_dim(const fanns_codec_t *c) { return c->dim; }
 fanns_metric_t fanns_codec_metric(const fanns_codec_t *c) { return c->metric; }
 size_t fanns_codec_code_size(const fanns_codec_t *c) { return c->code_size; }
+uint32_t fanns_codec_pq_m(const fanns_codec_t *c) { return c->pq_m; }
 
 /* ---- training ---- */
 
@@ -205,6 +238,9 @@ static void set_range(fanns_codec_t *c, uint32_t d, float lo, float hi) {
 
 int fanns_codec_train(fanns_codec_t *c, size_t n, const float *x, fanns_err_t *err) {
     size_t dim = c->dim;
+    if (c->kind == FANNS_CODEC_PQ)
+        return fanns_err_set(err, FANNS_EINVAL, NULL,
+                             "PQ codebooks are set with fanns_codec_set_pq_centroids, not trained by the codec");
     if (n == 0) return fanns_err_set(err, FANNS_EINVAL, NULL, "training needs at least one vector");
     int rc = check_finite(x, n * dim, err);
     if (rc) return rc;
@@ -242,6 +278,31 @@ int fanns_codec_train(fanns_codec_t *c, size_t n, const float *x, fanns_err_t *e
         free(col);
     }
     c->trained = true;
+    return 0;
+}
+
+/* Copies validated codebooks into both layouts and marks the codec trained. */
+static void pq_store(fanns_codec_t *c, const float *cent) {
+    size_t dsub = c->dsub;
+    memcpy(c->cent, cent, (size_t)PQ_K * c->dim * sizeof(float));
+    for (uint32_t j = 0; j < c->pq_m; j++) {
+        const float *src = cent + (size_t)j * PQ_K * dsub;
+        float *dst = c->cent_t + (size_t)j * PQ_K * dsub;
+        for (unsigned k = 0; k < PQ_K; k++)
+            for (size_t d = 0; d < dsub; d++) dst[d * PQ_K + k] = src[(size_t)k * dsub + d];
+    }
+    c->trained = true;
+}
+
+int fanns_codec_set_pq_centroids(fanns_codec_t *c, const float *cent, fanns_err_t *err) {
+    if (c->kind != FANNS_CODEC_PQ)
+        return fanns_err_set(err, FANNS_EINVAL, NULL, "centroids can only be set on a PQ codec");
+    size_t nf = (size_t)PQ_K * c->dim;
+    for (size_t i = 0; i < nf; i++)
+        if (!isfinite(cent[i]))
+            return fanns_err_set(err, FANNS_EINVAL, NULL, "PQ centroid value %zu (subspace %zu) is not a finite number",
+                                 i, i / ((size_t)PQ_K * c->dsub));
+    pq_store(c, cent);
     return 0;
 }
 
@@ -297,6 +358,35 @@ static void encode_bin(const fanns_codec_t *c, const float *x, uint8_t *code) {
     put_f32(t + 8, (float)(c->metric == FANNS_METRIC_EUCLID ? sq : cr));
 }
 
+/* Nearest centroid per subspace by squared L2, each summed in dimension order (the loop
+ * over the 256 contiguous centroids of cent_t vectorises without reordering any sum); a
+ * strict < keeps the lowest index on ties, so the code depends only on the values. */
+static void encode_pq(const fanns_codec_t *c, const float *x, uint8_t *code) {
+    size_t dsub = c->dsub;
+    float dist[PQ_K];
+    for (uint32_t j = 0; j < c->pq_m; j++) {
+        const float *xs = x + (size_t)j * dsub, *cj = c->cent_t + (size_t)j * PQ_K * dsub;
+        for (unsigned k = 0; k < PQ_K; k++) dist[k] = 0.0f;
+        for (size_t d = 0; d < dsub; d++) {
+            const float *row = cj + d * PQ_K;
+            float xv = xs[d];
+            for (unsigned k = 0; k < PQ_K; k++) {
+                float t = xv - row[k];
+                dist[k] += t * t;
+            }
+        }
+        float best = INFINITY;
+        unsigned arg = 0;
+        for (unsigned k = 0; k < PQ_K; k++) {
+            if (dist[k] < best) {
+                best = dist[k];
+                arg = k;
+            }
+        }
+        code[j] = (uint8_t)arg;
+    }
+}
+
 int fanns_codec_encode(const fanns_codec_t *c, size_t n, const float *x, uint8_t *codes, fanns_err_t *err) {
     if (!c->trained) return untrained(err);
     int rc = check_finite(x, n * c->dim, err);
@@ -310,6 +400,7 @@ int fanns_codec_encode(const fanns_codec_t *c, size_t n, const float *x, uint8_t
             break;
         case FANNS_CODEC_SQ8: encode_sq8(c, v, code); break;
         case FANNS_CODEC_BIN: encode_bin(c, v, code); break;
+        case FANNS_CODEC_PQ: encode_pq(c, v, code); break;
         }
     }
     return 0;
@@ -337,6 +428,11 @@ int fanns_codec_decode(const fanns_codec_t *c, size_t n, const uint8_t *codes, f
                 v[d] = c->center[d] + ((code[d / 8u] >> (d % 8u)) & 1u ? alpha : -alpha);
             break;
         }
+        case FANNS_CODEC_PQ:
+            for (uint32_t j = 0; j < c->pq_m; j++)
+                memcpy(v + (size_t)j * c->dsub, c->cent + ((size_t)j * PQ_K + code[j]) * c->dsub,
+                       c->dsub * sizeof(float));
+            break;
         }
     }
     return 0;
@@ -381,16 +477,20 @@ static float get_f32le(const uint8_t *p) {
     return f;
 }
 
-/* Payload floats of a codec in its current training state. */
+/* Payload floats of a codec in its current training state (after PQ's u32 pq_m). */
 static size_t payload_floats(const fanns_codec_t *c) {
     if (!c->trained) return 0;
     if (c->kind == FANNS_CODEC_SQ8) return 2u * (size_t)c->dim;
     if (c->kind == FANNS_CODEC_BIN && !(c->flags & FANNS_CODEC_BIN_NO_CENTER)) return c->dim;
+    if (c->kind == FANNS_CODEC_PQ) return (size_t)PQ_K * c->dim;
     return 0;
 }
 
+/* Payload bytes before the floats: PQ's pq_m (the header had no field left for it). */
+static size_t payload_prefix(fanns_codec_kind_t kind) { return kind == FANNS_CODEC_PQ ? 4u : 0u; }
+
 int fanns_codec_serialize(const fanns_codec_t *c, uint8_t **buf, size_t *len, fanns_err_t *err) {
-    size_t nf = payload_floats(c), total = HDR_SIZE + 4u * nf + HASH_SIZE;
+    size_t pre = payload_prefix(c->kind), nf = payload_floats(c), total = HDR_SIZE + pre + 4u * nf + HASH_SIZE;
     uint8_t *b = malloc(total);
     if (!b) return fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory serializing a codec");
     memcpy(b, "FNCQ", 4);
@@ -401,9 +501,12 @@ int fanns_codec_serialize(const fanns_codec_t *c, uint8_t **buf, size_t *len, fa
     put_u32(b + 20, c->flags);
     put_f32le(b + 24, c->quantile);
     put_u32(b + 28, c->trained ? 1u : 0u);
-    put_u64(b + 32, 4u * (uint64_t)nf);
+    put_u64(b + 32, pre + 4u * (uint64_t)nf);
     uint8_t *p = b + HDR_SIZE;
-    if (nf && c->kind == FANNS_CODEC_SQ8) {
+    if (c->kind == FANNS_CODEC_PQ) {
+        put_u32(p, c->pq_m);
+        for (size_t i = 0; i < nf; i++) put_f32le(p + pre + 4u * i, c->cent[i]);
+    } else if (nf && c->kind == FANNS_CODEC_SQ8) {
         for (uint32_t d = 0; d < c->dim; d++) put_f32le(p + 4u * d, c->lo[d]);
         for (uint32_t d = 0; d < c->dim; d++) put_f32le(p + 4u * (c->dim + d), c->step[d]);
     } else if (nf) {
@@ -436,18 +539,23 @@ int fanns_codec_deserialize(const uint8_t *buf, size_t len, fanns_codec_t **out,
         .quantile = get_f32le(buf + 24),
     };
     if (p.kind == FANNS_CODEC_SQ8 && p.quantile == 0.0f) return corrupt(err, "invalid quantile");
+    if (p.kind != FANNS_CODEC_SQ8 && p.quantile != 0.0f) return corrupt(err, "quantile set for a kind without one");
     if (trained > 1) return corrupt(err, "invalid trained flag");
+    size_t pre = payload_prefix(p.kind);
+    if (plen < pre) return corrupt(err, "payload does not match the codec kind");
+    if (p.kind == FANNS_CODEC_PQ) p.pq_m = get_u32(buf + HDR_SIZE);
     fanns_codec_t *c = NULL;
     fanns_err_t sub;
     int rc = fanns_codec_new(&p, &c, &sub);
     if (rc == FANNS_ENOMEM) return fanns_err_set(err, rc, NULL, "%s", sub.msg);
     if (rc) return corrupt(err, sub.msg);
     if (trained) c->trained = true;
-    if (4u * (uint64_t)payload_floats(c) != plen || (!trained && c->trained)) {
+    if (pre + 4u * (uint64_t)payload_floats(c) != plen || (!trained && c->trained)) {
         fanns_codec_free(c);
         return corrupt(err, "payload does not match the codec kind");
     }
-    const uint8_t *pl = buf + HDR_SIZE;
+    const uint8_t *pl = buf + HDR_SIZE + pre;
+    plen -= pre;
     for (uint64_t i = 0; i < plen / 4u; i++) {
         if (!isfinite(get_f32le(pl + 4u * i))) {
             fanns_codec_free(c);
@@ -467,6 +575,18 @@ int fanns_codec_deserialize(const uint8_t *buf, size_t len, fanns_codec_t **out,
         }
     } else if (c->kind == FANNS_CODEC_BIN && plen) {
         for (uint32_t d = 0; d < c->dim; d++) c->center[d] = get_f32le(pl + 4u * d);
+    } else if (c->kind == FANNS_CODEC_PQ && plen) {
+        /* Read into cent_t as scratch, then store both layouts from it. */
+        for (uint64_t i = 0; i < plen / 4u; i++) c->cent_t[i] = get_f32le(pl + 4u * i);
+        float *tmp = c->cent_t;
+        c->cent_t = malloc((size_t)plen);
+        if (!c->cent_t) {
+            c->cent_t = tmp;
+            fanns_codec_free(c);
+            return fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory loading a codec");
+        }
+        pq_store(c, tmp);
+        free(tmp);
     }
     *out = c;
     return 0;
@@ -527,6 +647,42 @@ static float dist_bin_hamming(const fanns_codec_query_t *q, const uint8_t *code)
     return bin_finish(q, code, q->scale * ((float)q->c->dim - 2.0f * (float)h));
 }
 
+static float dist_pq(const fanns_codec_query_t *q, const uint8_t *code) {
+    return q->base + fanns__codec_k.pq_sum(q->table, code, q->c->pq_m);
+}
+
+/* One table row: t[k] = the query's term against centroid k of a subspace, over cent_t's
+ * contiguous centroids (row d of cj holds dimension d of all 256), summed in dimension order
+ * in a local array like encode_pq, so the k loops vectorise. */
+static void pq_row(fanns_metric_t metric, const float *qs, const float *cj, size_t dsub, float *t) {
+    float acc[PQ_K];
+    for (unsigned k = 0; k < PQ_K; k++) acc[k] = 0.0f;
+    for (size_t d = 0; d < dsub; d++) {
+        const float *row = cj + d * PQ_K;
+        float qd = qs[d];
+        if (metric == FANNS_METRIC_EUCLID) {
+            for (unsigned k = 0; k < PQ_K; k++) {
+                float e = qd - row[k];
+                acc[k] += e * e;
+            }
+        } else if (metric == FANNS_METRIC_MANHATTAN) {
+            for (unsigned k = 0; k < PQ_K; k++) acc[k] += fabsf(qd - row[k]);
+        } else {
+            for (unsigned k = 0; k < PQ_K; k++) acc[k] -= qd * row[k];
+        }
+    }
+    memcpy(t, acc, sizeof acc);
+}
+
+/* Fills q->table (see the distance algebra above). */
+static void pq_table(const fanns_codec_t *c, const float *qv, fanns_codec_query_t *q) {
+    size_t dsub = c->dsub;
+    for (uint32_t j = 0; j < c->pq_m; j++)
+        pq_row(c->metric, qv + (size_t)j * dsub, c->cent_t + (size_t)j * PQ_K * dsub, dsub,
+               q->table + (size_t)j * PQ_K);
+    q->base = c->metric == FANNS_METRIC_COSINE ? 1.0f : 0.0f;
+}
+
 static int bad_bits(fanns_err_t *err, unsigned bits, const char *kind) {
     return fanns_err_set(err, FANNS_EINVAL, NULL, "query precision of %u bits is not available for %s codes", bits,
                          kind);
@@ -554,6 +710,10 @@ int fanns_codec_query_new(const fanns_codec_t *c, const float *qv, unsigned quer
         if (bits == 0) bits = 4;
         if (bits != 1 && bits != 4 && bits != 8) return bad_bits(err, bits, "BIN");
         break;
+    case FANNS_CODEC_PQ:
+        if (bits == 0) bits = 32;
+        if (bits != 32) return bad_bits(err, bits, "PQ");
+        break;
     }
     fanns__codec_kernels_init();
 
@@ -561,7 +721,13 @@ int fanns_codec_query_new(const fanns_codec_t *c, const float *qv, unsigned quer
     if (!q) goto nomem;
     q->c = c;
     q->bits = bits;
-    if (c->kind == FANNS_CODEC_BIN) {
+    if (c->kind == FANNS_CODEC_PQ) {
+        /* pq_m * 256 floats is a multiple of 64 bytes, as aligned_alloc wants. */
+        q->table = aligned_alloc(64, (size_t)c->pq_m * PQ_K * sizeof(float));
+        if (!q->table) goto nomem;
+        pq_table(c, qv, q);
+        q->fn = dist_pq;
+    } else if (c->kind == FANNS_CODEC_BIN) {
         q->planes = calloc((size_t)bits * c->words, sizeof(uint64_t));
         q->qf = malloc(dim * sizeof(float));
         if (!q->planes || !q->qf) goto nomem;
@@ -650,6 +816,7 @@ void fanns_codec_query_free(fanns_codec_query_t *q) {
     free(q->qf);
     free(q->qi);
     free(q->planes);
+    free(q->table);
     free(q);
 }
 
@@ -658,6 +825,12 @@ unsigned fanns_codec_query_bits(const fanns_codec_query_t *q) { return q->bits; 
 float fanns_codec_distance(const fanns_codec_query_t *q, const uint8_t *code) { return q->fn(q, code); }
 
 void fanns_codec_distance_batch(const fanns_codec_query_t *q, size_t n, const uint8_t *codes, float *out) {
+    if (q->c->kind == FANNS_CODEC_PQ) {
+        fanns__codec_k.pq_batch(q->table, q->c->pq_m, codes, n, out);
+        if (q->base != 0.0f)
+            for (size_t i = 0; i < n; i++) out[i] += q->base;
+        return;
+    }
     size_t cs = q->c->code_size;
     query_fn fn = q->fn;
     for (size_t i = 0; i < n; i++) {

@@ -19,6 +19,8 @@ typedef struct fanns__codec_kernels {
     uint32_t (*hamming)(const uint64_t *a, const uint8_t *b, size_t words);
     uint32_t (*bitdot)(const uint64_t *planes, unsigned bits, const uint8_t *code, size_t words,
                        uint32_t *code_ones);
+    float (*pq_sum)(const float *table, const uint8_t *code, size_t m);
+    void (*pq_batch)(const float *table, size_t m, const uint8_t *codes, size_t n, float *out);
 } fanns__codec_kernels_t;
 
 extern fanns__codec_kernels_t fanns__codec_k;

@@ -13,7 +13,13 @@
  *    reference;
  *  - Hamming distance and bit-plane dot products over packed sign bits: a scalar loop built
  *    with the popcnt instruction, and AVX-512 VPOPCNTDQ (8 words per instruction, one masked
- *    load covers a 384-bit code).
+ *    load covers a 384-bit code);
+ *  - PQ table sums (pq_m lookups in a [pq_m][256] float table): for one code, AVX2 and
+ *    AVX-512 gathers of 8 or 16 subspaces; for a batch, gathers across 8 or 16 codes, where
+ *    one 32-bit gather fetches four code bytes of every code and four table gathers follow, so
+ *    every code is still summed in subspace order and the result equals the reference bit
+ *    for bit.  Plain C variants with four independent chains per code compete with them and
+ *    won on the machine measured (see the dispatch below).
  *
  * Invariants, as in index/distance.c: SIMD code is compiled with per-function target
  * attributes only, and runs only after CPUID checks (__builtin_cpu_supports); the dispatch
@@ -155,6 +161,60 @@ uint32_t fanns_codec_bitdot_ref(const uint64_t *planes, unsigned bits, const uin
     return s;
 }
 
+float fanns_codec_pq_sum_ref(const float *table, const uint8_t *code, size_t m) {
+    float s = 0.0f;
+    for (size_t j = 0; j < m; j++) s += table[256u * j + code[j]];
+    return s;
+}
+
+void fanns_codec_pq_batch_ref(const float *table, size_t m, const uint8_t *codes, size_t n, float *out) {
+    for (size_t i = 0; i < n; i++) out[i] = fanns_codec_pq_sum_ref(table, codes + i * m, m);
+}
+
+/* Four accumulators break the chain of dependent float adds (the loads are independent). */
+float fanns_codec_pq_sum_unrolled(const float *table, const uint8_t *code, size_t m) {
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    size_t j = 0;
+    for (; j + 4 <= m; j += 4) {
+        const float *t = table + 256u * j;
+        s0 += t[code[j]];
+        s1 += t[256u + code[j + 1]];
+        s2 += t[512u + code[j + 2]];
+        s3 += t[768u + code[j + 3]];
+    }
+    for (; j < m; j++) s0 += table[256u * j + code[j]];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* Two codes at once (eight chains), each summed exactly as fanns_codec_pq_sum_unrolled sums
+ * it, so a batch gives the same floats as single distances. */
+void fanns_codec_pq_batch_unrolled(const float *table, size_t m, const uint8_t *codes, size_t n, float *out) {
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        const uint8_t *c = codes + i * m, *d = c + m;
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
+        size_t j = 0;
+        for (; j + 4 <= m; j += 4) {
+            const float *t = table + 256u * j;
+            a0 += t[c[j]];
+            a1 += t[256u + c[j + 1]];
+            a2 += t[512u + c[j + 2]];
+            a3 += t[768u + c[j + 3]];
+            b0 += t[d[j]];
+            b1 += t[256u + d[j + 1]];
+            b2 += t[512u + d[j + 2]];
+            b3 += t[768u + d[j + 3]];
+        }
+        for (; j < m; j++) {
+            a0 += table[256u * j + c[j]];
+            b0 += table[256u * j + d[j]];
+        }
+        out[i] = (a0 + a1) + (a2 + a3);
+        out[i + 1] = (b0 + b1) + (b2 + b3);
+    }
+    if (i < n) out[i] = fanns_codec_pq_sum_unrolled(table, codes + i * m, m);
+}
+
 #ifdef FANNS_X86
 
 /* ---- AVX2 + FMA + F16C ---- */
@@ -294,6 +354,79 @@ __attribute__((target("popcnt"))) uint32_t fanns_codec_bitdot_popcnt(const uint6
     }
     *code_ones = ones;
     return s;
+}
+
+/* ---- PQ with AVX2 gathers ---- */
+
+__attribute__((target("avx2"))) float fanns_codec_pq_sum_avx2(const float *table, const uint8_t *code, size_t m) {
+    const __m256i lane = _mm256_setr_epi32(0, 256, 512, 768, 1024, 1280, 1536, 1792);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 16 <= m; j += 16) {
+        __m256i i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(code + j)));
+        __m256i i1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(code + j + 8)));
+        i0 = _mm256_add_epi32(i0, _mm256_add_epi32(lane, _mm256_set1_epi32((int)(256u * j))));
+        i1 = _mm256_add_epi32(i1, _mm256_add_epi32(lane, _mm256_set1_epi32((int)(256u * (j + 8)))));
+        a0 = _mm256_add_ps(a0, _mm256_i32gather_ps(table, i0, 4));
+        a1 = _mm256_add_ps(a1, _mm256_i32gather_ps(table, i1, 4));
+    }
+    for (; j + 8 <= m; j += 8) {
+        __m256i i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(code + j)));
+        i0 = _mm256_add_epi32(i0, _mm256_add_epi32(lane, _mm256_set1_epi32((int)(256u * j))));
+        a0 = _mm256_add_ps(a0, _mm256_i32gather_ps(table, i0, 4));
+    }
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+    __m128 hi = _mm_add_ps(_mm256_castps256_ps128(a1), _mm256_extractf128_ps(a1, 1));
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    float s = _mm_cvtss_f32(_mm_add_ss(lo, _mm_movehdup_ps(lo)));
+    for (; j < m; j++) s += table[256u * j + code[j]];
+    return s;
+}
+
+/* Adds table[256 (j + k) + byte k of w] for each of the 8 codes' words w (k = 0..3). */
+#define PQ_STEP4_AVX2(acc, w, table, j)                                                                       \
+    do {                                                                                                      \
+        const __m256i ff_ = _mm256_set1_epi32(0xff);                                                          \
+        for (int k_ = 0; k_ < 4; k_++) {                                                                      \
+            __m256i ix_ = _mm256_and_si256(_mm256_srl_epi32((w), _mm_cvtsi32_si128(8 * k_)), ff_);            \
+            ix_ = _mm256_add_epi32(ix_, _mm256_set1_epi32((int)(256u * ((j) + (size_t)k_))));                 \
+            (acc) = _mm256_add_ps((acc), _mm256_i32gather_ps((table), ix_, 4));                               \
+        }                                                                                                     \
+    } while (0)
+
+__attribute__((target("avx2"))) void fanns_codec_pq_batch_avx2(const float *table, size_t m, const uint8_t *codes,
+                                                               size_t n, float *out) {
+    if (m < 4) {
+        fanns_codec_pq_batch_unrolled(table, m, codes, n, out);
+        return;
+    }
+    /* One 32-bit gather reads bytes j..j+3 of 8 codes (never past a code: j + 4 <= m; the last
+     * 1..3 subspaces are read as the code's final 4 bytes, with the already summed ones
+     * skipped). */
+    const __m256i offs = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)m));
+    const __m256i ff = _mm256_set1_epi32(0xff);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const uint8_t *base = codes + i * m;
+        __m256 acc = _mm256_setzero_ps();
+        size_t j = 0;
+        for (; j + 4 <= m; j += 4) {
+            __m256i w = _mm256_i32gather_epi32((const int *)(const void *)(base + j), offs, 1);
+            PQ_STEP4_AVX2(acc, w, table, j);
+        }
+        if (j < m) {
+            __m256i w = _mm256_i32gather_epi32((const int *)(const void *)(base + m - 4), offs, 1);
+            for (size_t jj = j; jj < m; jj++) {
+                int sh = 8 * (int)(jj - (m - 4));
+                __m256i ix = _mm256_and_si256(_mm256_srl_epi32(w, _mm_cvtsi32_si128(sh)), ff);
+                ix = _mm256_add_epi32(ix, _mm256_set1_epi32((int)(256u * jj)));
+                acc = _mm256_add_ps(acc, _mm256_i32gather_ps(table, ix, 4));
+            }
+        }
+        _mm256_storeu_ps(out + i, acc);
+    }
+    for (; i < n; i++) out[i] = fanns_codec_pq_sum_ref(table, codes + i * m, m);
 }
 
 /* ---- AVX-512 ---- */
@@ -443,6 +576,76 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) uint32_t fanns_codec_bitdot_a
     return (uint32_t)_mm512_reduce_add_epi64(acc);
 }
 
+__attribute__((target(AVX512))) float fanns_codec_pq_sum_avx512(const float *table, const uint8_t *code,
+                                                                size_t m) {
+    const __m512i lane = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(256));
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    size_t j = 0;
+    for (; j + 32 <= m; j += 32) {
+        __m512i i0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(code + j)));
+        __m512i i1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(code + j + 16)));
+        i0 = _mm512_add_epi32(i0, _mm512_add_epi32(lane, _mm512_set1_epi32((int)(256u * j))));
+        i1 = _mm512_add_epi32(i1, _mm512_add_epi32(lane, _mm512_set1_epi32((int)(256u * (j + 16)))));
+        a0 = _mm512_add_ps(a0, _mm512_i32gather_ps(i0, table, 4));
+        a1 = _mm512_add_ps(a1, _mm512_i32gather_ps(i1, table, 4));
+    }
+    for (; j < m; j += 16) {
+        __mmask16 k = m - j >= 16 ? (__mmask16)0xffff : tail16(m - j);
+        __m512i i0 = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, code + j));
+        i0 = _mm512_add_epi32(i0, _mm512_add_epi32(lane, _mm512_set1_epi32((int)(256u * j))));
+        a0 = _mm512_add_ps(a0, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, i0, table, 4));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+__attribute__((target(AVX512))) void fanns_codec_pq_batch_avx512(const float *table, size_t m,
+                                                                 const uint8_t *codes, size_t n, float *out) {
+    if (m < 4) {
+        fanns_codec_pq_batch_unrolled(table, m, codes, n, out);
+        return;
+    }
+    /* As the AVX2 batch, with 16 codes per gather. */
+    const __m512i offs = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)m));
+    const __m512i ff = _mm512_set1_epi32(0xff);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const uint8_t *base = codes + i * m;
+        __m512 acc = _mm512_setzero_ps();
+        size_t j = 0;
+        for (; j + 4 <= m; j += 4) {
+            __m512i w = _mm512_i32gather_epi32(offs, (const void *)(base + j), 1);
+            __m512i b = _mm512_set1_epi32((int)(256u * j));
+            acc = _mm512_add_ps(acc, _mm512_i32gather_ps(_mm512_add_epi32(_mm512_and_si512(w, ff), b), table, 4));
+            b = _mm512_add_epi32(b, _mm512_set1_epi32(256));
+            acc = _mm512_add_ps(acc, _mm512_i32gather_ps(
+                                         _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(w, 8), ff), b), table, 4));
+            b = _mm512_add_epi32(b, _mm512_set1_epi32(256));
+            acc = _mm512_add_ps(acc, _mm512_i32gather_ps(
+                                         _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(w, 16), ff), b), table, 4));
+            b = _mm512_add_epi32(b, _mm512_set1_epi32(256));
+            acc = _mm512_add_ps(acc, _mm512_i32gather_ps(_mm512_add_epi32(_mm512_srli_epi32(w, 24), b), table, 4));
+        }
+        if (j < m) {
+            __m512i w = _mm512_i32gather_epi32(offs, (const void *)(base + m - 4), 1);
+            for (size_t jj = j; jj < m; jj++) {
+                unsigned sh = 8u * (unsigned)(jj - (m - 4));
+                __m512i ix = _mm512_and_si512(_mm512_srlv_epi32(w, _mm512_set1_epi32((int)sh)), ff);
+                ix = _mm512_add_epi32(ix, _mm512_set1_epi32((int)(256u * jj)));
+                acc = _mm512_add_ps(acc, _mm512_i32gather_ps(ix, table, 4));
+            }
+        }
+        _mm512_storeu_ps(out + i, acc);
+    }
+    for (; i < n; i++) out[i] = fanns_codec_pq_sum_ref(table, codes + i * m, m);
+}
+
+bool fanns_codec_avx2_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+
 bool fanns_codec_f16_avx2_available(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -505,6 +708,19 @@ uint32_t fanns_codec_bitdot_avx512(const uint64_t *planes, unsigned bits, const 
                                    uint32_t *code_ones) {
     return fanns_codec_bitdot_ref(planes, bits, code, words, code_ones);
 }
+bool fanns_codec_avx2_available(void) { return false; }
+float fanns_codec_pq_sum_avx2(const float *table, const uint8_t *code, size_t m) {
+    return fanns_codec_pq_sum_ref(table, code, m);
+}
+float fanns_codec_pq_sum_avx512(const float *table, const uint8_t *code, size_t m) {
+    return fanns_codec_pq_sum_ref(table, code, m);
+}
+void fanns_codec_pq_batch_avx2(const float *table, size_t m, const uint8_t *codes, size_t n, float *out) {
+    fanns_codec_pq_batch_ref(table, m, codes, n, out);
+}
+void fanns_codec_pq_batch_avx512(const float *table, size_t m, const uint8_t *codes, size_t n, float *out) {
+    fanns_codec_pq_batch_ref(table, m, codes, n, out);
+}
 
 #endif
 
@@ -518,10 +734,12 @@ fanns__codec_kernels_t fanns__codec_k = {
     .u8i8_dot = fanns_codec_u8i8_dot_ref,
     .hamming = fanns_codec_hamming_ref,
     .bitdot = fanns_codec_bitdot_ref,
+    .pq_sum = fanns_codec_pq_sum_ref,
+    .pq_batch = fanns_codec_pq_batch_ref,
 };
 
 static pthread_once_t kernels_once = PTHREAD_ONCE_INIT;
-static char isa_desc[96] = "f16=scalar u8=scalar int8=scalar popcnt=scalar";
+static char isa_desc[112] = "f16=scalar u8=scalar int8=scalar popcnt=scalar pq=ref";
 
 static void kernels_init_once(void) {
     /* The same cap as index/distance.c: 0 scalar, 1 avx2, 2 avx512. */
@@ -563,7 +781,20 @@ static void kernels_init_once(void) {
         k->bitdot = fanns_codec_bitdot_popcnt;
         pc = "popcnt";
     }
-    snprintf(isa_desc, sizeof isa_desc, "f16=%s u8=%s int8=%s popcnt=%s", f16, u8, i8, pc);
+    /* PQ: the table lookups are bound by loads, not by adds, and gathers did not beat plain
+     * loads.  Measured on an AMD EPYC (Zen 4, AVX-512), ns per code for one distance /
+     * in a batch of 8192 codes, the table hot in cache:
+     *   pq_m                 8          16          48          96         128
+     *   ref            4.9/3.0     9.5/6.5    29/27       72/68      130/91
+     *   unrolled       3.3/1.8     4.0/3.6    12.2/12.2   38/38       57/57
+     *   avx2 gathers   4.5/5.0     7.5/9.5    21/33       48/71       60/94
+     *   avx512         8.9/4.1     8.6/7.9    24/25       46/56       58/69
+     * so the unrolled C kernels are used at every level; their batch also gives the same floats
+     * as single distances, which the gather batches (summed in the reference's order) do not.
+     * The gather variants stay for other CPUs and benchmarks. */
+    k->pq_sum = fanns_codec_pq_sum_unrolled;
+    k->pq_batch = fanns_codec_pq_batch_unrolled;
+    snprintf(isa_desc, sizeof isa_desc, "f16=%s u8=%s int8=%s popcnt=%s pq=unrolled", f16, u8, i8, pc);
 }
 
 void fanns__codec_kernels_init(void) { pthread_once(&kernels_once, kernels_init_once); }

@@ -3,7 +3,8 @@
  * every SIMD kernel against its scalar reference on sizes that are not multiples of the vector
  * width, encode/decode error bounds, distance estimates against exact distances to the decoded
  * vectors, top-k recovery after rescoring, serialization with corruption, determinism, and
- * argument errors.
+ * argument errors; for PQ also nearest-centroid encoding and its tie rule, table distances
+ * for all metrics, and that a version 1 blob written before PQ still loads.
  */
 #include <check.h>
 #include <float.h>
@@ -894,6 +895,334 @@ START_TEST(test_errors) {
 }
 END_TEST
 
+/* ---- product quantization ---- */
+
+typedef float (*pq_sum_fn)(const float *, const uint8_t *, size_t);
+typedef void (*pq_batch_fn)(const float *, size_t, const uint8_t *, size_t, float *);
+static bool avx2_only(void) { return fanns_codec_avx2_available(); }
+static const struct {
+    const char *name;
+    pq_sum_fn sum;
+    pq_batch_fn batch;
+    bool batch_is_ref; /* the batch sums in the reference's order (else in sum's order) */
+    bool (*available)(void);
+} pq_variants[] = {
+    {"pq_unrolled", fanns_codec_pq_sum_unrolled, fanns_codec_pq_batch_unrolled, false, always},
+    {"pq_avx2", fanns_codec_pq_sum_avx2, fanns_codec_pq_batch_avx2, true, avx2_only},
+    {"pq_avx512", fanns_codec_pq_sum_avx512, fanns_codec_pq_batch_avx512, true, fanns_codec_avx512_available},
+};
+
+START_TEST(test_pq_kernels) {
+    if (!pq_variants[_i].available()) return;
+    pq_sum_fn sum = pq_variants[_i].sum;
+    pq_batch_fn batch = pq_variants[_i].batch;
+    size_t ms[80], nm = 0, nmax = 37; /* 37 codes: not a multiple of 2, 8 or 16 */
+    for (size_t m = 1; m <= 70; m++) ms[nm++] = m;
+    ms[nm++] = 96, ms[nm++] = 128, ms[nm++] = 203;
+    float *table = aligned_alloc(64, 203 * 256 * sizeof(float)), *got = malloc(nmax * sizeof(float));
+    uint8_t *buf = malloc(203 * nmax + 1);
+    ck_assert(table && got && buf);
+    for (size_t i = 0; i < 203 * 256; i++) table[i] = frand() * 4.0f;
+    for (size_t k = 0; k < nm; k++) {
+        size_t m = ms[k];
+        for (int off = 0; off < 2; off++) {
+            uint8_t *codes = buf + off; /* off = 1: codes at an odd address */
+            for (size_t i = 0; i < m * nmax; i++) codes[i] = (uint8_t)next_u64();
+            codes[0] = 0, codes[m * nmax - 1] = 255; /* both ends of the table rows */
+            for (size_t n = 0; n <= nmax; n += (n < 20 ? 1 : 17)) {
+                batch(table, m, codes, n, got);
+                for (size_t i = 0; i < n; i++) {
+                    const uint8_t *c = codes + i * m;
+                    float ref = fanns_codec_pq_sum_ref(table, c, m), one = sum(table, c, m);
+                    double mag = 0;
+                    for (size_t j = 0; j < m; j++) mag += fabs(table[256 * j + c[j]]);
+                    ck_assert_msg(fabs((double)one - ref) <= 1e-6 * mag + 1e-6, "%s m=%zu: %g vs %g",
+                                  pq_variants[_i].name, m, one, ref);
+                    float want = pq_variants[_i].batch_is_ref ? ref : one;
+                    ck_assert_msg(memcmp(&got[i], &want, 4) == 0, "%s batch m=%zu n=%zu i=%zu: %a vs %a",
+                                  pq_variants[_i].name, m, n, i, got[i], want);
+                }
+            }
+        }
+    }
+    /* The reference sums in subspace order: a batch of it is the same per code. */
+    uint8_t c3[3] = {1, 2, 3};
+    float t3 = fanns_codec_pq_sum_ref(table, c3, 3);
+    ck_assert(t3 == (table[1] + table[256 + 2]) + table[512 + 3]);
+    free(table);
+    free(got);
+    free(buf);
+}
+END_TEST
+
+static fanns_codec_t *make_pq(uint32_t dim, uint32_t m, fanns_metric_t metric) {
+    fanns_codec_params_t p = {.kind = FANNS_CODEC_PQ, .dim = dim, .metric = metric, .pq_m = m};
+    fanns_codec_t *c = NULL;
+    fanns_err_t err;
+    ck_assert_int_eq(fanns_codec_new(&p, &c, &err), 0);
+    return c;
+}
+
+/* Codebooks [m][256][dsub]: sub-vectors of random rows of x plus a little noise. */
+static float *sample_centroids(const float *x, size_t n, uint32_t dim, uint32_t m) {
+    uint32_t dsub = dim / m;
+    float *cent = malloc((size_t)256 * dim * sizeof(float));
+    ck_assert(cent);
+    for (uint32_t j = 0; j < m; j++)
+        for (size_t k = 0; k < 256; k++) {
+            const float *row = x + (next_u64() % n) * dim + (size_t)j * dsub;
+            for (uint32_t d = 0; d < dsub; d++) cent[((size_t)j * 256 + k) * dsub + d] = row[d] + 0.05f * grand();
+        }
+    return cent;
+}
+
+START_TEST(test_pq_roundtrip) {
+    static const uint32_t cfg[][2] = {{1, 1}, {8, 8}, {12, 4}, {63, 21}, {64, 8}, {100, 25}, {384, 48}, {6, 1}};
+    for (size_t ci = 0; ci < sizeof cfg / sizeof cfg[0]; ci++) {
+        uint32_t dim = cfg[ci][0], m = cfg[ci][1], dsub = dim / m;
+        for (int metric = 0; metric < 4; metric++) {
+            fanns_codec_t *c = make_pq(dim, m, (fanns_metric_t)metric);
+            ck_assert(!fanns_codec_is_trained(c));
+            ck_assert_uint_eq(fanns_codec_code_size(c), m);
+            ck_assert_uint_eq(fanns_codec_pq_m(c), m);
+            size_t n = 150;
+            float *x = random_vectors(n, dim, metric == FANNS_METRIC_COSINE), *y = malloc(n * dim * sizeof(float));
+            uint8_t *codes = malloc(n * m);
+            ck_assert(y && codes);
+            fanns_err_t err;
+            ck_assert_int_eq(fanns_codec_encode(c, n, x, codes, &err), FANNS_EINVAL);
+            float *cent = sample_centroids(x, n, dim, m);
+            ck_assert_int_eq(fanns_codec_set_pq_centroids(c, cent, &err), 0);
+            ck_assert(fanns_codec_is_trained(c));
+            ck_assert_int_eq(fanns_codec_encode(c, n, x, codes, NULL), 0);
+            ck_assert_int_eq(fanns_codec_decode(c, n, codes, y, NULL), 0);
+            /* Each byte names a nearest centroid (checked in double precision), and decode is
+             * exactly the concatenation of the named centroids. */
+            for (size_t i = 0; i < n; i++) {
+                for (uint32_t j = 0; j < m; j++) {
+                    const float *xs = x + i * dim + (size_t)j * dsub;
+                    double best = INFINITY, chosen = 0;
+                    for (size_t k = 0; k < 256; k++) {
+                        const float *ck = cent + ((size_t)j * 256 + k) * dsub;
+                        double s = 0;
+                        for (uint32_t d = 0; d < dsub; d++) s += ((double)xs[d] - ck[d]) * ((double)xs[d] - ck[d]);
+                        if (s < best) best = s;
+                        if (k == codes[i * m + j]) chosen = s;
+                    }
+                    ck_assert_msg(chosen <= best * (1 + 1e-5) + 1e-9, "dim=%u m=%u i=%zu j=%u: %g > %g", dim, m, i, j,
+                                  chosen, best);
+                    const float *want = cent + ((size_t)j * 256 + codes[i * m + j]) * dsub;
+                    ck_assert(memcmp(y + i * dim + (size_t)j * dsub, want, dsub * sizeof(float)) == 0);
+                }
+            }
+            /* The table distance is the distance to the decoded vector, single and batch alike. */
+            for (unsigned bits = 0; bits <= 32; bits += 32) {
+                fanns_codec_query_t *q;
+                ck_assert_int_eq(fanns_codec_query_new(c, x + dim, bits, &q, &err), 0);
+                ck_assert_uint_eq(fanns_codec_query_bits(q), 32);
+                float *est = malloc(n * sizeof(float));
+                ck_assert(est);
+                fanns_codec_distance_batch(q, n, codes, est);
+                for (size_t i = 0; i < n; i++) {
+                    float want = true_dist((fanns_metric_t)metric, x + dim, y + i * dim, dim);
+                    float got = fanns_codec_distance(q, codes + i * m);
+                    ck_assert(got == est[i]);
+                    double mag = 0;
+                    for (size_t d = 0; d < dim; d++) mag += fabs(x[dim + d]) * (fabs(y[i * dim + d]) + 1.0) + fabs(y[i * dim + d]);
+                    ck_assert_msg(fabs(got - want) <= 2e-5 * (1.0 + mag), "dim=%u m=%u metric=%d i=%zu: %g vs %g", dim,
+                                  m, metric, i, got, want);
+                }
+                free(est);
+                fanns_codec_query_free(q);
+            }
+            fanns_codec_query_t *q = NULL;
+            ck_assert_int_eq(fanns_codec_query_new(c, x, 8, &q, &err), FANNS_EINVAL);
+            ck_assert_int_eq(fanns_codec_query_new(c, x, 4, &q, &err), FANNS_EINVAL);
+            ck_assert_ptr_null(q);
+            free(cent);
+            free(x);
+            free(y);
+            free(codes);
+            fanns_codec_free(c);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_pq_ties_and_errors) {
+    fanns_codec_t *c = NULL;
+    fanns_err_t err;
+    /* pq_m must be 1..dim and divide dim. */
+    fanns_codec_params_t p = {.kind = FANNS_CODEC_PQ, .dim = 8, .metric = FANNS_METRIC_EUCLID, .pq_m = 0};
+    ck_assert_int_eq(fanns_codec_new(&p, &c, &err), FANNS_EVALIDATE);
+    ck_assert_str_eq(err.path, "pq_m");
+    p.pq_m = 3;
+    ck_assert_int_eq(fanns_codec_new(&p, &c, &err), FANNS_EVALIDATE);
+    p.pq_m = 16;
+    ck_assert_int_eq(fanns_codec_new(&p, &c, &err), FANNS_EVALIDATE);
+    ck_assert_ptr_null(c);
+    /* Other kinds ignore pq_m; centroids can be set on PQ codecs only. */
+    p = (fanns_codec_params_t){.kind = FANNS_CODEC_F16, .dim = 8, .metric = FANNS_METRIC_EUCLID, .pq_m = 3};
+    ck_assert_int_eq(fanns_codec_new(&p, &c, &err), 0);
+    ck_assert_uint_eq(fanns_codec_pq_m(c), 0);
+    float *cent = calloc(256 * 8, sizeof(float));
+    ck_assert(cent);
+    ck_assert_int_eq(fanns_codec_set_pq_centroids(c, cent, &err), FANNS_EINVAL);
+    fanns_codec_free(c);
+
+    c = make_pq(8, 4, FANNS_METRIC_EUCLID);
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, y[8];
+    uint8_t code[4];
+    ck_assert_int_eq(fanns_codec_train(c, 1, x, &err), FANNS_EINVAL);
+    ck_assert(strstr(err.msg, "fanns_codec_set_pq_centroids") != NULL);
+    fanns_codec_query_t *q = NULL;
+    ck_assert_int_eq(fanns_codec_query_new(c, x, 0, &q, &err), FANNS_EINVAL);
+    ck_assert_int_eq(fanns_codec_decode(c, 1, code, y, &err), FANNS_EINVAL);
+    cent[5] = NAN;
+    ck_assert_int_eq(fanns_codec_set_pq_centroids(c, cent, &err), FANNS_EINVAL);
+    ck_assert(!fanns_codec_is_trained(c));
+    cent[5] = INFINITY;
+    ck_assert_int_eq(fanns_codec_set_pq_centroids(c, cent, &err), FANNS_EINVAL);
+    cent[5] = 0.0f;
+    /* All centroids equal: every subspace ties and takes centroid 0. */
+    ck_assert_int_eq(fanns_codec_set_pq_centroids(c, cent, &err), 0);
+    ck_assert_int_eq(fanns_codec_encode(c, 1, x, code, &err), 0);
+    for (int j = 0; j < 4; j++) ck_assert_uint_eq(code[j], 0);
+    /* Subspace 1 (x = 3, 4): centroids 9 and 200 are exact copies, 7 is next; the lowest of the
+     * tied ones wins.  Subspace 3 (7, 8): only 255 is exact. */
+    for (size_t i = 0; i < 256 * 8; i++) cent[i] = 100.0f;
+    cent[(1 * 256 + 9) * 2] = 3, cent[(1 * 256 + 9) * 2 + 1] = 4;
+    cent[(1 * 256 + 200) * 2] = 3, cent[(1 * 256 + 200) * 2 + 1] = 4;
+    cent[(1 * 256 + 7) * 2] = 3.5f, cent[(1 * 256 + 7) * 2 + 1] = 4;
+    cent[(3 * 256 + 255) * 2] = 7, cent[(3 * 256 + 255) * 2 + 1] = 8;
+    ck_assert_int_eq(fanns_codec_set_pq_centroids(c, cent, &err), 0);
+    ck_assert_int_eq(fanns_codec_encode(c, 1, x, code, &err), 0);
+    ck_assert_uint_eq(code[0], 0);
+    ck_assert_uint_eq(code[1], 9);
+    ck_assert_uint_eq(code[2], 0);
+    ck_assert_uint_eq(code[3], 255);
+    ck_assert_int_eq(fanns_codec_decode(c, 1, code, y, &err), 0);
+    ck_assert(y[2] == 3 && y[3] == 4 && y[6] == 7 && y[7] == 8 && y[0] == 100);
+    /* The centroids were copied: changing the caller's array changes nothing. */
+    cent[(1 * 256 + 9) * 2] = -50;
+    ck_assert_int_eq(fanns_codec_decode(c, 1, code, y, &err), 0);
+    ck_assert(y[2] == 3);
+    x[4] = NAN;
+    ck_assert_int_eq(fanns_codec_encode(c, 1, x, code, &err), FANNS_EINVAL);
+    ck_assert_int_eq(fanns_codec_query_new(c, x, 0, &q, &err), FANNS_EINVAL);
+    ck_assert_ptr_null(q);
+    fanns_codec_free(c);
+    free(cent);
+}
+END_TEST
+
+START_TEST(test_pq_serialize) {
+    uint32_t dim = 6, m = 3;
+    size_t n = 40;
+    float *x = random_vectors(n, dim, false), *cent = sample_centroids(x, n, dim, m);
+    fanns_codec_t *c = make_pq(dim, m, FANNS_METRIC_DOT), *d = NULL;
+    uint8_t *buf, *buf2;
+    size_t len, len2;
+    fanns_err_t err;
+    /* Untrained: header and pq_m only; it loads untrained. */
+    ck_assert_int_eq(fanns_codec_serialize(c, &buf, &len, NULL), 0);
+    ck_assert_uint_eq(len, 40 + 4 + 8);
+    ck_assert_int_eq(fanns_codec_deserialize(buf, len, &d, &err), 0);
+    ck_assert(!fanns_codec_is_trained(d));
+    ck_assert_uint_eq(fanns_codec_pq_m(d), m);
+    ck_assert_uint_eq(fanns_codec_kind(d), FANNS_CODEC_PQ);
+    fanns_codec_free(d);
+    free(buf);
+    ck_assert_int_eq(fanns_codec_set_pq_centroids(c, cent, &err), 0);
+    ck_assert_int_eq(fanns_codec_serialize(c, &buf, &len, NULL), 0);
+    ck_assert_uint_eq(len, 40 + 4 + 256 * dim * 4 + 8);
+    ck_assert_uint_eq(buf[8], FANNS_CODEC_PQ);
+    ck_assert_uint_eq(buf[40], m);
+    ck_assert_int_eq(fanns_codec_deserialize(buf, len, &d, &err), 0);
+    ck_assert_int_eq(fanns_codec_serialize(d, &buf2, &len2, NULL), 0);
+    ck_assert(len == len2 && memcmp(buf, buf2, len) == 0);
+    free(buf2);
+    uint8_t *a = malloc(n * m), *b = malloc(n * m);
+    ck_assert(a && b);
+    ck_assert_int_eq(fanns_codec_encode(c, n, x, a, NULL), 0);
+    ck_assert_int_eq(fanns_codec_encode(d, n, x, b, NULL), 0);
+    ck_assert(memcmp(a, b, n * m) == 0);
+    fanns_codec_query_t *qa, *qb;
+    ck_assert_int_eq(fanns_codec_query_new(c, x + dim, 0, &qa, NULL), 0);
+    ck_assert_int_eq(fanns_codec_query_new(d, x + dim, 0, &qb, NULL), 0);
+    for (size_t i = 0; i < n; i++) ck_assert(fanns_codec_distance(qa, a + i * m) == fanns_codec_distance(qb, a + i * m));
+    fanns_codec_query_free(qa);
+    fanns_codec_query_free(qb);
+    fanns_codec_free(d);
+    free(a);
+    free(b);
+    /* Every truncation and every bit flip is rejected. */
+    for (size_t l = 0; l < len; l++) ck_assert_int_eq(fanns_codec_deserialize(buf, l, &d, &err), FANNS_ECORRUPT);
+    for (size_t i = 0; i < len; i++) {
+        for (int bit = 0; bit < 8; bit += 3) {
+            buf[i] ^= (uint8_t)(1u << bit);
+            ck_assert_int_eq(fanns_codec_deserialize(buf, len, &d, &err), FANNS_ECORRUPT);
+            buf[i] ^= (uint8_t)(1u << bit);
+        }
+    }
+    /* Field checks behind the hash: pq_m 0, not dividing dim, or above it; untrained with
+     * centroids; a NaN centroid; a quantile on a PQ codec.  Another divisor of dim is a valid
+     * codec (the centroid count depends on dim only), so pq_m = 2 loads. */
+    uint8_t *t = malloc(len);
+    ck_assert(t);
+    struct {
+        size_t off;
+        uint32_t val;
+        int rc;
+    } edits[] = {{40, 0, FANNS_ECORRUPT}, {40, 4, FANNS_ECORRUPT}, {40, 7, FANNS_ECORRUPT},
+                 {28, 0, FANNS_ECORRUPT}, {44, 0x7fc00000u, FANNS_ECORRUPT}, {24, 0x3f800000u, FANNS_ECORRUPT},
+                 {40, 2, 0}};
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        memcpy(t, buf, len);
+        for (int k = 0; k < 4; k++) t[edits[i].off + (size_t)k] = (uint8_t)(edits[i].val >> (8 * k));
+        rehash(t, len);
+        ck_assert_msg(fanns_codec_deserialize(t, len, &d, &err) == edits[i].rc, "edit %zu", i);
+        if (edits[i].rc == 0) {
+            ck_assert_uint_eq(fanns_codec_pq_m(d), 2);
+            ck_assert_uint_eq(fanns_codec_code_size(d), 2);
+            fanns_codec_free(d);
+        }
+    }
+    free(t);
+    free(buf);
+    free(cent);
+    free(x);
+    fanns_codec_free(c);
+}
+END_TEST
+
+/* A version 1 SQ8 blob written byte by byte as the format was before PQ existed still loads. */
+START_TEST(test_v1_blob_loads) {
+    uint8_t b[40 + 16 + 8] = {'F', 'N', 'C', 'Q', 1, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0};
+    float quantile = 1.0f, vals[4] = {-1.0f, 0.5f, 2.0f / 255.0f, 0.0f}; /* lo[2], step[2] */
+    memcpy(b + 24, &quantile, 4);
+    b[28] = 1;     /* trained */
+    b[32] = 16;    /* payload bytes */
+    memcpy(b + 40, vals, 16);
+    rehash(b, sizeof b);
+    fanns_codec_t *c = NULL;
+    fanns_err_t err;
+    ck_assert_int_eq(fanns_codec_deserialize(b, sizeof b, &c, &err), 0);
+    ck_assert_uint_eq(fanns_codec_kind(c), FANNS_CODEC_SQ8);
+    ck_assert_uint_eq(fanns_codec_metric(c), FANNS_METRIC_DOT);
+    uint8_t code[2] = {255, 7};
+    float y[2];
+    ck_assert_int_eq(fanns_codec_decode(c, 1, code, y, &err), 0);
+    ck_assert(fabsf(y[0] - 1.0f) < 1e-6f && y[1] == 0.5f);
+    uint8_t *out;
+    size_t len;
+    ck_assert_int_eq(fanns_codec_serialize(c, &out, &len, &err), 0);
+    ck_assert(len == sizeof b && memcmp(out, b, len) == 0);
+    free(out);
+    fanns_codec_free(c);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("codec");
     TCase *tc = tcase_create("core");
@@ -914,6 +1243,11 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_deserialize_fields);
     tcase_add_test(tc, test_training_deterministic);
     tcase_add_test(tc, test_errors);
+    tcase_add_loop_test(tc, test_pq_kernels, 0, (int)(sizeof pq_variants / sizeof pq_variants[0]));
+    tcase_add_test(tc, test_pq_roundtrip);
+    tcase_add_test(tc, test_pq_ties_and_errors);
+    tcase_add_test(tc, test_pq_serialize);
+    tcase_add_test(tc, test_v1_blob_loads);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,7 +1,8 @@
 /*
  * test_hnsw.c: tests index/hnsw.c: graph invariants, seeded recall against brute force on a
  * clustered set, deletes and filters, replacement at freed offsets, persistence and its
- * corruption checks, deterministic builds, concurrent inserts with searches, all metrics.
+ * corruption checks, deterministic builds, concurrent inserts with searches, all metrics,
+ * graphs over int8, half and PQ codes.
  */
 #include <check.h>
 #include <math.h>
@@ -654,6 +655,146 @@ START_TEST(test_codec_graph) {
 }
 END_TEST
 
+/* Seeded k-means for PQ codebooks, done here: per subspace, 256 centroids started at distinct
+ * random rows, then `rounds` Lloyd iterations (an empty cluster keeps its centroid).  Returns
+ * [m][256][dsub]. */
+static float *pq_kmeans(const float *x, size_t n, size_t dim, size_t m, int rounds, uint64_t seed) {
+    size_t dsub = dim / m, k = 256;
+    float *cent = malloc(m * k * dsub * sizeof(float));
+    double *sum = malloc(k * dsub * sizeof(double));
+    size_t *cnt = malloc(k * sizeof(size_t)), *pick = malloc(n * sizeof(size_t));
+    uint8_t *asg = malloc(n);
+    ck_assert(cent && sum && cnt && pick && asg && n >= k);
+    rng_state = seed;
+    for (size_t i = 0; i < n; i++) pick[i] = i;
+    for (size_t i = 0; i < k; i++) { /* partial Fisher-Yates: k distinct rows */
+        size_t j = i + rnd() % (n - i), t = pick[i];
+        pick[i] = pick[j];
+        pick[j] = t;
+    }
+    for (size_t s = 0; s < m; s++) {
+        float *c = cent + s * k * dsub;
+        for (size_t i = 0; i < k; i++) memcpy(c + i * dsub, x + pick[i] * dim + s * dsub, dsub * sizeof(float));
+        for (int r = 0; r < rounds; r++) {
+            for (size_t i = 0; i < n; i++) {
+                const float *v = x + i * dim + s * dsub;
+                float best = INFINITY;
+                for (size_t a = 0; a < k; a++) {
+                    float d = 0;
+                    for (size_t e = 0; e < dsub; e++) d += (v[e] - c[a * dsub + e]) * (v[e] - c[a * dsub + e]);
+                    if (d < best) best = d, asg[i] = (uint8_t)a;
+                }
+            }
+            memset(sum, 0, k * dsub * sizeof(double));
+            memset(cnt, 0, k * sizeof(size_t));
+            for (size_t i = 0; i < n; i++) {
+                cnt[asg[i]]++;
+                for (size_t e = 0; e < dsub; e++) sum[asg[i] * dsub + e] += x[i * dim + s * dsub + e];
+            }
+            for (size_t a = 0; a < k; a++)
+                if (cnt[a])
+                    for (size_t e = 0; e < dsub; e++) c[a * dsub + e] = (float)(sum[a * dsub + e] / (double)cnt[a]);
+        }
+    }
+    free(sum);
+    free(cnt);
+    free(pick);
+    free(asg);
+    return cent;
+}
+
+/* Sorts res[0..n) by distance (insertion sort: n is small). */
+static void sort_results(fanns_hnsw_result_t *res, size_t n) {
+    for (size_t a = 1; a < n; a++)
+        for (size_t b = a; b > 0 && res[b - 1].dist > res[b].dist; b--) {
+            fanns_hnsw_result_t t = res[b];
+            res[b] = res[b - 1];
+            res[b - 1] = t;
+        }
+}
+
+/* Hits among the top 10 of res[0..n) after replacing the distances by exact ones. */
+static size_t rescored_hits(fanns_metric_t m, const float *base, const float *q, fanns_hnsw_result_t *res, size_t n,
+                            const uint32_t *truth, size_t nt) {
+    for (size_t a = 0; a < n; a++) res[a].dist = ref_dist(m, q, base + (size_t)res[a].off * DIM, DIM);
+    sort_results(res, n);
+    size_t hits = 0;
+    for (size_t a = 0; a < 10 && a < n; a++)
+        for (size_t b = 0; b < nt; b++) hits += res[a].off == truth[b];
+    return hits;
+}
+
+/* A graph over 16-byte PQ codes (16 sub-quantizers of 2 dimensions, codebooks from the
+ * k-means above) for Cosine and Euclid: invariants hold, returned distances are the distances
+ * to the decoded codes, and recall@10 after rescoring the best 40 candidates with the float
+ * vectors is close to that of an exhaustive scan of the same codes rescored the same way, and
+ * above a floor.  Measured over four data/k-means seeds: graph 0.908-0.941 (Cosine) and
+ * 0.999-1.000 (Euclid), at most 0.011 below the exhaustive scan; without rescoring 0.50-0.55
+ * and 0.78-0.80.  The 2 bits per dimension, not the graph, limit Cosine. */
+START_TEST(test_pq_graph) {
+    const size_t pq_m = 16, kk = 40;
+    fanns_err_t err;
+    for (int mi = 0; mi < 2; mi++) {
+        fanns_metric_t metric = mi ? FANNS_METRIC_EUCLID : FANNS_METRIC_COSINE;
+        float *base = make_data(N + NQ, DIM, 40, metric == FANNS_METRIC_COSINE, 11), *qs = base + N * DIM;
+        float *cent = pq_kmeans(base, N, DIM, pq_m, 6, 77);
+        fanns_codec_params_t cp = {.kind = FANNS_CODEC_PQ, .dim = DIM, .metric = metric, .pq_m = (uint32_t)pq_m};
+        fanns_codec_t *codec;
+        ck_assert_int_eq(fanns_codec_new(&cp, &codec, &err), 0);
+        ck_assert_int_eq(fanns_codec_set_pq_centroids(codec, cent, &err), 0);
+        fanns_hnsw_params_t p = P_COS;
+        p.metric = metric;
+        p.codec = codec;
+        fanns_hnsw_t *h = build(&p, base, N, 2);
+        int rc = fanns_hnsw_check(h, &err);
+        ck_assert_msg(rc == 0, "check: %s", err.msg);
+        ck_assert_ptr_null(fanns_hnsw_vector(h, 0));
+        uint8_t *codes = malloc(N * pq_m);
+        float *est = malloc(N * sizeof(float)), dec[DIM];
+        ck_assert(codes && est);
+        ck_assert_int_eq(fanns_codec_encode(codec, N, base, codes, &err), 0);
+        size_t hits = 0, hits_scan = 0;
+        uint32_t truth[10];
+        fanns_hnsw_result_t res[40], top[40];
+        for (size_t i = 0; i < NQ; i++) {
+            const float *q = qs + i * DIM;
+            size_t nt = brute(metric, base, N, DIM, q, 10, NULL, truth), got;
+            ck_assert_int_eq(fanns_hnsw_search(h, q, kk, 80, NULL, NULL, res, &got, NULL), 0);
+            ck_assert_uint_eq(got, kk);
+            for (size_t a = 0; a < got; a++) {
+                ck_assert_int_eq(fanns_codec_decode(codec, 1, codes + (size_t)res[a].off * pq_m, dec, &err), 0);
+                float want = ref_dist(metric, q, dec, DIM);
+                ck_assert_msg(fabsf(res[a].dist - want) <= 1e-4f * (1.0f + fabsf(want)), "dist %f decoded %f",
+                              res[a].dist, want);
+            }
+            hits += rescored_hits(metric, base, q, res, got, truth, nt);
+            /* the exhaustive scan of the codes: the best kk estimates, rescored */
+            fanns_codec_query_t *cq;
+            ck_assert_int_eq(fanns_codec_query_new(codec, q, 0, &cq, &err), 0);
+            fanns_codec_distance_batch(cq, N, codes, est);
+            fanns_codec_query_free(cq);
+            size_t nb = 0;
+            for (size_t v = 0; v < N; v++) {
+                if (nb == kk && est[v] >= top[kk - 1].dist) continue;
+                size_t at = nb < kk ? nb++ : kk - 1;
+                for (; at > 0 && top[at - 1].dist > est[v]; at--) top[at] = top[at - 1];
+                top[at] = (fanns_hnsw_result_t){(uint32_t)v, est[v]};
+            }
+            hits_scan += rescored_hits(metric, base, q, top, nb, truth, nt);
+        }
+        double r = (double)hits / (double)(NQ * 10), rs = (double)hits_scan / (double)(NQ * 10);
+        ck_assert_msg(r >= rs - 0.03 && r >= (metric == FANNS_METRIC_COSINE ? 0.88 : 0.97),
+                      "metric %d: recall@10 %.4f after rescoring, exhaustive scan %.4f", (int)metric, r, rs);
+        fanns_hnsw_free(h);
+        fanns_codec_free(codec);
+        free(codes);
+        free(est);
+        free(cent);
+        free(base);
+    }
+}
+END_TEST
+
 /* Near-duplicate vectors: groups of a few almost equal points, which the heuristic links
  * to one another and prunes from everyone else's lists, so groups lose all in-links from
  * the rest of the graph unless the index links them again.  Every node must stay reachable,
@@ -738,6 +879,7 @@ int main(void) {
     tcase_add_test(tc, test_metrics);
     tcase_add_test(tc, test_near_duplicates_reachable);
     tcase_add_test(tc, test_codec_graph);
+    tcase_add_test(tc, test_pq_graph);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
