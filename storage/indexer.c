@@ -451,7 +451,8 @@ static bool ensure_graph(fanns_coll_t *c) {
     if (h)
         fanns_info("building the graph of %s (m=%u, ef_construct=%u, nodes hold %s)", c->name, c->hnsw_m, c->hnsw_efc,
                    !gc ? "float32 vectors" : fanns_codec_kind(gc) == FANNS_CODEC_SQ8 ? "int8 codes"
-                                         : fanns_codec_kind(gc) == FANNS_CODEC_F16 ? "float16 codes" : "binary codes");
+                                         : fanns_codec_kind(gc) == FANNS_CODEC_F16 ? "float16 codes"
+                                         : fanns_codec_kind(gc) == FANNS_CODEC_BIN ? "binary codes" : "PQ codes");
     return h != NULL;
 }
 

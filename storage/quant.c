@@ -25,9 +25,11 @@
  * float vectors is cheaper than doubling every point record and rewriting all of them on
  * retraining).
  *
- * PQ distances use asymmetric distance tables (Jegou, Douze, Schmid, "Product quantization
- * for nearest neighbor search", TPAMI 2011): the centroids are recovered once by decoding the
- * 256 codes whose bytes are all j, and a query builds an m x 256 table of sub-distances.
+ * PQ codebooks are trained by FAISS (index_factory "PQ<m>x8"); the centroids are recovered by
+ * decoding the 256 codes whose bytes are all j and handed to index/codec.h's PQ kind, which
+ * encodes (nearest centroid) and computes distances with asymmetric distance tables (Jegou,
+ * Douze, Schmid, "Product quantization for nearest neighbor search", TPAMI 2011), for scans
+ * and as the node codec of a graph.  The stored codebook is FAISS's serialization.
  */
 #include <math.h>
 #include <stdio.h>
@@ -52,13 +54,13 @@ struct fanns_qcodec {
     fanns_metric_t metric;
     uint32_t dim;
     size_t code_size;
-    fanns_codec_t *cc;          /* F16, SQ8, BIN */
-    fanns_faiss_codec_t *fc;    /* PQ */
+    fanns_codec_t *cc;          /* every kind; PQ: trained once fc is (see pq_centroids) */
+    fanns_faiss_codec_t *fc;    /* PQ: the FAISS codec that trains and stores the codebook */
     uint32_t m, dsub;           /* PQ: sub-quantizers and their dimension */
-    float *cent;                /* PQ: [m][256][dsub] centroids */
     json_t *spec;               /* the spec it was trained for */
     uint64_t trained_points;
-    uint64_t checksum;          /* FNV-1a-64 of the codec bytes */
+    uint64_t checksum;          /* FNV-1a-64 of the stored codec bytes (FAISS's for PQ) */
+    uint64_t ccsum;             /* fanns__quant_codec_sum(cc): what a graph's codec is compared to */
     uint8_t *blob;              /* the codebook record (see blob_build) */
     size_t blob_len;
 };
@@ -74,9 +76,7 @@ struct fanns_qjob {
 
 struct fanns_qquery {
     const fanns_qcodec_t *qc;
-    fanns_codec_query_t *q;     /* F16, SQ8, BIN */
-    float *table;               /* PQ: [m][256] */
-    float base;                 /* PQ: constant part of the distance */
+    fanns_codec_query_t *q;
 };
 
 /* ---- specs -------------------------------------------------------------------------- */
@@ -166,7 +166,6 @@ static void qcodec_free(fanns_qcodec_t *qc) {
     if (!qc) return;
     fanns_codec_free(qc->cc);
     fanns_faiss_codec_free(qc->fc);
-    free(qc->cent);
     json_decref(qc->spec);
     free(qc->blob);
     free(qc);
@@ -190,6 +189,8 @@ static int qcodec_new(const json_t *spec, uint32_t dim, fanns_metric_t metric, f
         qc->dsub = dim / qc->m;
         snprintf(factory, sizeof(factory), "PQ%ux8", qc->m);
         if ((rc = fanns_faiss_codec_new(factory, dim, (int)metric, &qc->fc, err)) != 0) goto fail;
+        fanns_codec_params_t p = {.kind = FANNS_CODEC_PQ, .dim = dim, .metric = metric, .pq_m = qc->m};
+        if ((rc = fanns_codec_new(&p, &qc->cc, err)) != 0) goto fail;
         qc->code_size = qc->m;
     } else if (qc->kind) {
         json_t *qq = json_object_get(spec, "quantile");
@@ -211,16 +212,16 @@ fail:
     return rc;
 }
 
-/* PQ: recovers the centroids by decoding the 256 codes whose bytes are all j. */
+/* PQ: recovers the centroids by decoding the 256 codes whose bytes are all j, and gives them
+ * to the codec that encodes and scores. */
 static int pq_centroids(fanns_qcodec_t *qc, fanns_err_t *err) {
     size_t cs = fanns_faiss_codec_code_size(qc->fc);
     if (cs != qc->m) return fanns_err_set(err, FANNS_EINTERNAL, NULL, "PQ code size %zu, expected %u", cs, qc->m);
     uint8_t *codes = malloc(256 * cs);
     float *dec = malloc((size_t)256 * qc->dim * sizeof(float));
+    float *cent = malloc((size_t)256 * qc->dim * sizeof(float));
     int rc = 0;
-    free(qc->cent);
-    qc->cent = malloc((size_t)256 * qc->dim * sizeof(float));
-    if (!codes || !dec || !qc->cent) {
+    if (!codes || !dec || !cent) {
         rc = fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
         goto out;
     }
@@ -228,11 +229,13 @@ static int pq_centroids(fanns_qcodec_t *qc, fanns_err_t *err) {
     if ((rc = fanns_faiss_codec_decode(qc->fc, 256, codes, dec, err)) != 0) goto out;
     for (uint32_t m = 0; m < qc->m; m++)
         for (unsigned j = 0; j < 256; j++)
-            memcpy(qc->cent + ((size_t)m * 256 + j) * qc->dsub, dec + (size_t)j * qc->dim + (size_t)m * qc->dsub,
+            memcpy(cent + ((size_t)m * 256 + j) * qc->dsub, dec + (size_t)j * qc->dim + (size_t)m * qc->dsub,
                    qc->dsub * sizeof(float));
+    rc = fanns_codec_set_pq_centroids(qc->cc, cent, err);
 out:
     free(codes);
     free(dec);
+    free(cent);
     return rc;
 }
 
@@ -326,9 +329,10 @@ fail:
     return rc;
 }
 
+/* Every kind encodes with cc, so codes in the array and in a graph's nodes agree bit for bit. */
 static int qcodec_encode(const fanns_qcodec_t *qc, size_t n, const float *x, uint8_t *codes, fanns_err_t *err) {
     if (n == 0) return 0;
-    return qc->fc ? fanns_faiss_codec_encode(qc->fc, n, x, codes, err) : fanns_codec_encode(qc->cc, n, x, codes, err);
+    return fanns_codec_encode(qc->cc, n, x, codes, err);
 }
 
 /* ---- queries (search, read lock held) ----------------------------------------------- */
@@ -337,32 +341,10 @@ int fanns__qquery_new(const fanns_qcodec_t *qc, const float *q, fanns_qquery_t *
     fanns_qquery_t *qq = calloc(1, sizeof(*qq));
     if (!qq) return fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
     qq->qc = qc;
-    if (qc->kind == QK_PQ) {
-        qq->table = malloc((size_t)qc->m * 256 * sizeof(float));
-        if (!qq->table) {
-            free(qq);
-            return fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
-        }
-        qq->base = qc->metric == FANNS_METRIC_COSINE ? 1.0f : 0.0f;
-        for (uint32_t m = 0; m < qc->m; m++) {
-            const float *qs = q + (size_t)m * qc->dsub;
-            for (unsigned j = 0; j < 256; j++) {
-                const float *cv = qc->cent + ((size_t)m * 256 + j) * qc->dsub;
-                float d;
-                switch (qc->metric) {
-                case FANNS_METRIC_EUCLID: d = fanns_dist_l2sq(qs, cv, qc->dsub); break;
-                case FANNS_METRIC_MANHATTAN: d = fanns_dist_l1(qs, cv, qc->dsub); break;
-                default: d = -fanns_dist_dot(qs, cv, qc->dsub); break;
-                }
-                qq->table[(size_t)m * 256 + j] = d;
-            }
-        }
-    } else {
-        int rc = fanns_codec_query_new(qc->cc, q, 0, &qq->q, err);
-        if (rc) {
-            free(qq);
-            return rc;
-        }
+    int rc = fanns_codec_query_new(qc->cc, q, 0, &qq->q, err);
+    if (rc) {
+        free(qq);
+        return rc;
     }
     *out = qq;
     return 0;
@@ -371,36 +353,20 @@ int fanns__qquery_new(const fanns_qcodec_t *qc, const float *q, fanns_qquery_t *
 void fanns__qquery_free(fanns_qquery_t *qq) {
     if (!qq) return;
     fanns_codec_query_free(qq->q);
-    free(qq->table);
     free(qq);
 }
 
-static inline float pq_dist(const fanns_qquery_t *qq, const uint8_t *code) {
-    const float *t = qq->table;
-    float s = qq->base;
-    for (uint32_t m = 0; m < qq->qc->m; m++, t += 256) s += t[code[m]];
-    return s;
-}
-
-float fanns__qquery_dist(const fanns_qquery_t *qq, const uint8_t *code) {
-    return qq->table ? pq_dist(qq, code) : fanns_codec_distance(qq->q, code);
-}
+float fanns__qquery_dist(const fanns_qquery_t *qq, const uint8_t *code) { return fanns_codec_distance(qq->q, code); }
 
 void fanns__qquery_batch(const fanns_qquery_t *qq, size_t n, const uint8_t *codes, float *out) {
-    if (!qq->table) {
-        fanns_codec_distance_batch(qq->q, n, codes, out);
-        return;
-    }
-    size_t cs = qq->qc->code_size;
-    for (size_t i = 0; i < n; i++) out[i] = pq_dist(qq, codes + i * cs);
+    fanns_codec_distance_batch(qq->q, n, codes, out);
 }
 
 const char *fanns__quant_kind_name(const fanns_qcodec_t *qc) { return kind_name(qc->kind); }
 
-/* Graph nodes can hold F16, SQ8 and BIN codes (index/hnsw.h; a graph over 1-bit codes needs
- * a large oversampling, see docs/benchmarks-codecs.md); PQ lives in FAISS, so those
- * collections keep a float32 graph. */
-static bool graph_kind(qkind_t k) { return k == QK_F16 || k == QK_SQ8 || k == QK_BIN; }
+/* Graph nodes can hold codes of every kind (index/hnsw.h); 1-bit and PQ codes need a larger
+ * oversampling than int8 (docs/benchmarks-codecs.md). */
+static bool graph_kind(qkind_t k) { return k == QK_F16 || k == QK_SQ8 || k == QK_BIN || k == QK_PQ; }
 
 int fanns__quant_graph_kind(const fanns_coll_t *c) {
     if (!c->qspec || !graph_kind(spec_kind(c->qspec))) return 0;
@@ -423,7 +389,7 @@ uint64_t fanns__quant_codec_sum(const fanns_codec_t *cc) {
 
 /* The graph's nodes hold codes of the published codec (same codebook bytes). */
 static bool graph_matches(const fanns_coll_t *c) {
-    return c->hnsw && c->gcodec && c->qc && c->qc->cc && c->gsum == c->qc->checksum;
+    return c->hnsw && c->gcodec && c->qc && c->qc->cc && c->gsum == c->qc->ccsum;
 }
 
 void fanns__quant_share(fanns_coll_t *c) {
@@ -746,6 +712,7 @@ static void run_job(fanns_db_t *db, fanns_coll_t *c, fanns_qjob_t *j) {
         free(j->sample);
         j->sample = NULL;
     }
+    qc->ccsum = fanns__quant_codec_sum(qc->cc);
     size_t cs = qc->code_size, dim = c->dim;
     pthread_rwlock_rdlock(&c->lock);
     uint32_t n0 = c->nslots;
@@ -821,14 +788,14 @@ static void run_job(fanns_db_t *db, fanns_coll_t *c, fanns_qjob_t *j) {
     nc = NULL;
     /* A graph over codes of the same kind takes the new codebook in place (its links stay),
      * so the codes need not be kept twice; another kind is rebuilt by the indexer. */
-    if (c->hnsw && c->gcodec && qc->cc && c->gsum != qc->checksum &&
+    if (c->hnsw && c->gcodec && qc->cc && c->gsum != qc->ccsum &&
         fanns_codec_kind(c->gcodec) == fanns_codec_kind(qc->cc) && fanns_codec_code_size(c->gcodec) == cs) {
         fanns_codec_t *ngc = fanns__quant_graph_codec(c);
         recode_ctx_t rctx = {c, c->codes};
         if (ngc && fanns_hnsw_recode(c->hnsw, ngc, recode_from_codes, &rctx, &err) == 0) {
             fanns_codec_free(c->gcodec);
             c->gcodec = ngc;
-            c->gsum = qc->checksum;
+            c->gsum = qc->ccsum;
             c->index_ops_since_save += 1; /* the saved graph holds the old codes */
         } else {
             fanns_codec_free(ngc);
