@@ -784,7 +784,6 @@ static void run_job(fanns_db_t *db, fanns_coll_t *c, fanns_qjob_t *j) {
     c->qc = qc;
     c->codes = nc;
     c->code_size = cs;
-    c->qbusy = false;
     nc = NULL;
     /* A graph over codes of the same kind takes the new codebook in place (its links stay),
      * so the codes need not be kept twice; another kind is rebuilt by the indexer. */
@@ -827,6 +826,11 @@ static void run_job(fanns_db_t *db, fanns_coll_t *c, fanns_qjob_t *j) {
         }
         free(copy);
     }
+    /* Busy until the codebook is queued for storing, so a close right after the collection
+     * reports "ready" still stores it (the writer drains its queue before closing). */
+    pthread_rwlock_wrlock(&c->lock);
+    c->qbusy = false;
+    pthread_rwlock_unlock(&c->lock);
     qcodec_free(old);
     free(ocodes);
     goto out;
