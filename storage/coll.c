@@ -331,7 +331,7 @@ int fanns_coll_stats(fanns_coll_t *c, fanns_coll_stats_t *out) {
     if (!out->payload_schema) out->payload_schema = json_object();
     fanns__quant_stats(c, out);
     out->indexing = out->indexing || fanns__quant_busy(c);
-    out->vectors_bytes = c->ondisk ? 0 : (uint64_t)c->cap * c->dim * sizeof(float);
+    out->vectors_bytes = c->ondisk ? 0 : (uint64_t)c->nslots * c->dim * sizeof(float); /* resident: slots in use */
     out->graph_bytes = c->hnsw ? fanns_hnsw_memory(c->hnsw) : 0;
     if (out->codes_in_graph) out->graph_bytes -= out->codes_bytes < out->graph_bytes ? out->codes_bytes : out->graph_bytes;
     out->payload_index_bytes = fanns_pindex_memory(c->pindex);

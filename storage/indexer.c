@@ -21,6 +21,7 @@
  * indexes: those jobs are scheduled by the writer and run here with no lock held.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,6 +370,14 @@ typedef struct batch {
     size_t stride;              /* floats per packed vector */
 } batch_t;
 
+static void batch_free(batch_t *b) {
+    free(b->offs);
+    free(b->vver);
+    free(b->vecs);
+    free(b->live_offs);
+    memset(b, 0, sizeof(*b));
+}
+
 static const float *batch_vec(void *ctx, uint32_t off) {
     const batch_t *b = ctx;
     /* The live offsets are sorted, so the position of off gives its packed vector. */
@@ -588,6 +597,12 @@ static void *indexer_main(void *arg) {
                     pthread_mutex_unlock(&db->imu);
                     if (st) break;
                 }
+                if (b.cap > BATCH_SMALL) {
+                    /* A bulk load is indexed: give its batch copies (up to BATCH_LARGE
+                     * vectors) and the build's scratch back to the system. */
+                    batch_free(&b);
+                    malloc_trim(0);
+                }
             }
             pthread_rwlock_rdlock(&c->lock);
             bool save = c->hnsw && !c->dropped && (c->index_ops_since_save >= SAVE_EVERY_OPS || (stop && c->index_ops_since_save > 0)) &&
@@ -604,10 +619,7 @@ static void *indexer_main(void *arg) {
         free(cs);
         if (stop) break;
     }
-    free(b.offs);
-    free(b.vver);
-    free(b.vecs);
-    free(b.live_offs);
+    batch_free(&b);
     return NULL;
 }
 

@@ -31,6 +31,7 @@
  * Douze, Schmid, "Product quantization for nearest neighbor search", TPAMI 2011), for scans
  * and as the node codec of a graph.  The stored codebook is FAISS's serialization.
  */
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -681,7 +682,7 @@ void fanns__quant_stats(const fanns_coll_t *c, fanns_coll_stats_t *st) {
     st->code_size = c->qc ? c->code_size : 0;
     st->codec_trained_points = c->qc ? c->qc->trained_points : 0;
     st->codec_checksum = c->qc ? c->qc->checksum : 0;
-    st->codes_bytes = c->codes ? (uint64_t)c->cap * c->code_size : 0;
+    st->codes_bytes = c->codes ? (uint64_t)c->nslots * c->code_size : 0; /* pages past nslots are never touched */
     st->codes_in_graph = c->qc && !c->codes;
     if (st->codes_in_graph && c->hnsw) st->codes_bytes = (uint64_t)fanns_hnsw_count(c->hnsw) * c->code_size;
 }
@@ -853,6 +854,9 @@ out:
     free(buf);
     free(cbuf);
     free(boff);
+    /* The sample, FAISS's training buffers and the old codes were large and short-lived: hand
+     * the freed pages back to the system instead of keeping them in the heap. */
+    malloc_trim(0);
 }
 
 void fanns__quant_work(fanns_db_t *db, fanns_coll_t *c) {
