@@ -27,7 +27,10 @@
  * an insert or delete moves at most CHUNK pairs plus the directory, a range is two binary
  * searches, a range count adds chunk sizes.  Beside them, a flat offset -> key array for
  * points with a single key lets a range be tested point by point when only a few points
- * still matter (a range after a selective match in the same must list).
+ * still matter (a range after a selective match in the same must list).  An integer index
+ * with few distinct values can also answer a range by uniting its value bitmaps (while no
+ * point also holds a non-integer number, tracked in `reals`); range_bitmap picks the cheapest
+ * of the three ways for the sizes at hand.
  *
  * Evaluation is three-valued: every condition gives (lo, hi) with lo <= match <= hi,
  * exact when lo == hi (the same bitmap).  and/or intersect/unite both bounds, not swaps and
@@ -43,6 +46,7 @@
  */
 #include "payload_index.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +55,8 @@
 
 #define CHUNK 512
 #define THRESH_MAX_WORK 4096   /* min_should: conditions * min_count before giving up exactness */
+#define RANGE_MAP_MAX 256      /* distinct values of an integer index up to which a range unites
+                                * value bitmaps instead of reading sorted pairs */
 #define SIGN64 0x8000000000000000ull
 
 enum { T_KEYWORD, T_INTEGER, T_FLOAT, T_BOOL, T_DATETIME, T_UUID, T_TEXT, T_GEO, T_COUNT };
@@ -378,7 +384,9 @@ typedef struct {
 typedef struct {
     svec_t v;
     roaring_bitmap_t *pts, *multi;
-    uint64_t *fwd;          /* offset -> key, valid for offsets in pts and not in multi */
+    uint64_t *fwd;          /* offset -> the key of a point with exactly one key, else 0 (no
+                             * number or datetime maps to key 0: it would be a NaN, or a
+                             * datetime of INT64_MIN microseconds) */
     size_t nfwd;
 } sorted_t;
 
@@ -395,6 +403,8 @@ typedef struct {
     size_t ncounts, capcounts;
     typed_t strs;            /* keyword, uuid */
     typed_t ints;            /* integer */
+    roaring_bitmap_t *reals; /* integer: points with a number leaf that is not an integer (JSON
+                              * real), which the value bitmaps of ints do not hold */
     sorted_t nums;           /* integer, float */
     sorted_t dts;            /* datetime */
     roaring_bitmap_t *btrue, *bfalse;   /* bool */
@@ -420,7 +430,7 @@ typedef struct {
     size_t ndts, capdts;
     uint64_t *counts;
     size_t ncounts, capcounts;
-    bool seen, ynull, nullish, nonnullish, irregular, btrue, bfalse, other_str, other_int;
+    bool seen, ynull, nullish, nonnullish, irregular, btrue, bfalse, other_str, other_int, real;
 } summ_t;
 
 struct fanns_pindex {
@@ -461,6 +471,7 @@ static void fidx_free(fidx_t *x) {
     free(x->counts);
     typed_free(&x->strs);
     typed_free(&x->ints);
+    bm_free(x->reals);
     sorted_free(&x->nums);
     sorted_free(&x->dts);
     bm_free(x->btrue);
@@ -512,7 +523,7 @@ static void leaf(const fidx_t *x, summ_t *s, const json_t *l) {
         return;
     }
     case JSON_REAL: {
-        s->other_str = s->other_int = true;
+        s->other_str = s->other_int = s->real = true;
         if (has_nums(x)) {
             uint64_t k = key_of_double(json_number_value(l));
             summ_push((void **)&s->nums, &s->nnums, &s->capnums, sizeof(k), &k, &s->oom);
@@ -582,7 +593,7 @@ static size_t uniq(void *base, size_t n, size_t elsz, int (*cmp)(const void *, c
 static bool summarize(const fidx_t *x, summ_t *s, const json_t *payload) {
     s->nz = s->nstrs = s->nints = s->nnums = s->ndts = s->ncounts = 0;
     s->oom = s->seen = s->ynull = s->nullish = s->nonnullish = s->irregular = false;
-    s->btrue = s->bfalse = s->other_str = s->other_int = false;
+    s->btrue = s->bfalse = s->other_str = s->other_int = s->real = false;
     if (!payload || !json_is_object(payload)) return true;
     bool seen;
     fanns__filter_walk(&x->base, payload, z_visit, s, &seen);
@@ -696,6 +707,8 @@ static int sorted_apply(sorted_t *s, const uint64_t *keys, size_t n, uint32_t of
             s->nfwd = nn;
         }
         s->fwd[off] = keys[0];
+    } else if (n > 0 && off < s->nfwd) {
+        s->fwd[off] = 0; /* removed, or two or more keys */
     }
     bm_set(s->pts, off, add, n > 0);
     bm_set(s->multi, off, add, n > 1);
@@ -714,6 +727,7 @@ static int apply(fidx_t *x, const summ_t *s, uint32_t off, bool add) {
     if (has_strs(x) && typed_apply(&x->strs, s->strs, s->nstrs, 0, true, s->other_str, off, add)) return -1;
     if (has_ints(x) && typed_apply(&x->ints, s->ints, s->nints, sizeof(int64_t), false, s->other_int, off, add))
         return -1;
+    if (has_ints(x)) bm_set(x->reals, off, add, s->real);
     if (has_nums(x) && sorted_apply(&x->nums, s->nums, s->nnums, off, add)) return -1;
     if (x->type == T_DATETIME && sorted_apply(&x->dts, s->dts, s->ndts, off, add)) return -1;
     if (x->type == T_BOOL) {
@@ -817,6 +831,7 @@ int fanns_pindex_create(fanns_pindex_t *pi, const char *field, const json_t *fie
         if (ts[i] && (!(ts[i]->pts = roaring_bitmap_create()) || !(ts[i]->multi = roaring_bitmap_create()) ||
                       !(ts[i]->other = roaring_bitmap_create())))
             goto nomem;
+    if (has_ints(x) && !(x->reals = roaring_bitmap_create())) goto nomem;
     sorted_t *ss[2] = {has_nums(x) ? &x->nums : NULL, type == T_DATETIME ? &x->dts : NULL};
     for (int i = 0; i < 2; i++)
         if (ss[i] && (!(ss[i]->pts = roaring_bitmap_create()) || !(ss[i]->multi = roaring_bitmap_create()))) goto nomem;
@@ -885,6 +900,7 @@ typedef struct {
     const roaring_bitmap_t *u;   /* the points that matter now: the universe, or less inside a filter */
     const fanns_pindex_points_t *pts;
     bool oom;
+    const roaring_bitmap_t *universe;   /* which holds every indexed point (fanns_pindex_eval) */
 } ectx_t;
 
 static const res_t RES_FAIL = {NULL, NULL};
@@ -926,18 +942,25 @@ static res_t mk_unknown(ectx_t *c, const roaring_bitmap_t *hi) {
     return mk_pair(c, roaring_bitmap_create(), hi ? roaring_bitmap_and(hi, c->u) : roaring_bitmap_copy(c->u));
 }
 
-static res_t mk_and(ectx_t *c, res_t a, res_t b) {
+/* a and b where b was evaluated inside a.hi, so b.hi is already a subset of a.hi (every result
+ * lies inside the points that mattered when it was computed): the upper bound is b's own, and
+ * only inexact lower bounds need intersecting.  Saves one bitmap intersection per condition of
+ * a must list. */
+static res_t mk_and_inside(ectx_t *c, res_t a, res_t b) {
     if (!a.hi || !b.hi) {
         res_free(&a);
         res_free(&b);
         return fail_oom(c);
     }
-    roaring_bitmap_t *hi = roaring_bitmap_and(a.hi, b.hi), *lo = hi;
-    bool exact = res_exact_p(a) && res_exact_p(b);
-    if (!exact && hi) lo = roaring_bitmap_and(a.lo, b.lo);
+    assert(roaring_bitmap_is_subset(b.hi, a.hi));
+    if (res_exact_p(a) && res_exact_p(b)) {
+        res_free(&a);
+        return b;
+    }
+    roaring_bitmap_t *hi = b.hi, *lo = roaring_bitmap_and(a.lo, b.lo);
+    if (!res_exact_p(b)) bm_free(b.lo);
     res_free(&a);
-    res_free(&b);
-    return exact ? mk_exact(c, hi) : mk_pair(c, lo, hi);
+    return mk_pair(c, lo, hi); /* frees hi when lo failed */
 }
 
 static res_t mk_or(ectx_t *c, res_t a, res_t b) {
@@ -973,7 +996,9 @@ static res_t mk_andnot(ectx_t *c, res_t a, res_t b) {
 static roaring_bitmap_t *union_u(ectx_t *c, const roaring_bitmap_t **v, size_t n) {
     roaring_bitmap_t *r;
     if (n == 0) return roaring_bitmap_create();
-    if (n == 1) return roaring_bitmap_and(v[0], c->u);
+    /* Value bitmaps hold indexed points only, all of them in the universe: a copy is the
+     * intersection, without reading the universe's containers. */
+    if (n == 1) return c->u == c->universe ? roaring_bitmap_copy(v[0]) : roaring_bitmap_and(v[0], c->u);
     roaring_bitmap_t *o = roaring_bitmap_or_many(n, v);
     if (!o) return NULL;
     r = roaring_bitmap_and(o, c->u);
@@ -1036,37 +1061,102 @@ static res_t match_typed(ectx_t *c, const typed_t *t, const field_t *f, bool is_
 }
 
 /* Points of w (the points that matter) with a key in [kmin, kmax], by testing each one's
- * key: for a few points against a wide range.  Only for points with one key each. */
+ * key in fwd: for a few points against a wide range.  Only when no point of w has two or more
+ * keys (fwd is 0 for them, as for points without a key).  The keys are read in batches with
+ * the next ones prefetched: after a search has streamed vectors through the cache, each is
+ * usually a miss, and overlapping them is most of the cost. */
 static roaring_bitmap_t *range_by_point(const sorted_t *ss, uint64_t kmin, uint64_t kmax, const roaring_bitmap_t *w) {
-    roaring_bitmap_t *cand = roaring_bitmap_and(w, ss->pts), *r = roaring_bitmap_create();
-    if (!cand || !r) goto fail;
+    enum { BATCH = 256, AHEAD = 16 };
+    roaring_bitmap_t *r = roaring_bitmap_create();
+    if (!r) return NULL;
+    const uint64_t *fwd = ss->fwd;
+    const size_t nfwd = ss->nfwd;
     roaring_uint32_iterator_t it;
-    roaring_init_iterator(cand, &it);
-    uint32_t buf[256], hit[256];
-    for (uint32_t got; (got = roaring_read_uint32_iterator(&it, buf, 256)) > 0;) {
+    roaring_init_iterator(w, &it);
+    uint32_t buf[BATCH], hit[BATCH];
+    for (uint32_t got; (got = roaring_read_uint32_iterator(&it, buf, BATCH)) > 0;) {
+        while (got > 0 && buf[got - 1] >= nfwd) got--; /* past every point with one key */
+        for (uint32_t i = 0; i < got && i < AHEAD; i++) __builtin_prefetch(fwd + buf[i]);
         uint32_t k = 0;
         for (uint32_t i = 0; i < got; i++) {
-            uint64_t key = buf[i] < ss->nfwd ? ss->fwd[buf[i]] : 0;
-            if (buf[i] < ss->nfwd && key >= kmin && key <= kmax) hit[k++] = buf[i];
+            if (i + AHEAD < got) __builtin_prefetch(fwd + buf[i + AHEAD]);
+            uint64_t key = fwd[buf[i]];
+            hit[k] = buf[i];
+            k += key != 0 && key >= kmin && key <= kmax;
         }
         roaring_bitmap_add_many(r, k, hit);
     }
-    bm_free(cand);
     return r;
-fail:
-    bm_free(cand);
-    bm_free(r);
-    return NULL;
 }
 
-static roaring_bitmap_t *range_bitmap(ectx_t *c, const sorted_t *ss, uint64_t kmin, uint64_t kmax) {
+/* Points of c->u holding an integer in [kmin, kmax] (number keys), from the value bitmaps of
+ * integer index x: with few distinct values (a year, a rating) a wide range is a handful of
+ * bitmap unions instead of gathering and sorting every pair in it.  The value bitmaps hold
+ * integer leaves only, so this applies when no point of c->u has a non-integer number (the
+ * pairs hold both) and x has at most RANGE_MAP_MAX values; *done is false otherwise. */
+static roaring_bitmap_t *range_by_values(ectx_t *c, const fidx_t *x, uint64_t kmin, uint64_t kmax, bool *done) {
+    const vmap_t *m = &x->ints.map;
+    *done = false;
+    if (m->n > RANGE_MAP_MAX || roaring_bitmap_intersect(x->reals, c->u)) return NULL;
+    *done = true;
+    const roaring_bitmap_t *v[RANGE_MAP_MAX];
+    size_t k = 0;
+    uint64_t total = 0;
+    for (size_t i = 0; i < m->cap; i++) {
+        const ventry_t *e = &m->t[i];
+        if (!e->key) continue;
+        int64_t val;
+        memcpy(&val, e->key, sizeof(val));
+        uint64_t key = key_of_double((double)val); /* as the pairs key an integer leaf */
+        if (key < kmin || key > kmax) continue;
+        v[k++] = e->bm;
+        total += roaring_bitmap_get_cardinality(e->bm);
+    }
+    if (k == 0) return roaring_bitmap_create();
+    /* A universe smaller than the values' points is intersected with each value bitmap and the
+     * small results united; otherwise the value bitmaps are united first. */
+    if (k == 1 || (uint64_t)k * roaring_bitmap_get_cardinality(c->u) > total) return union_u(c, v, k);
+    roaring_bitmap_t *r = roaring_bitmap_and(v[0], c->u);
+    for (size_t i = 1; r && i < k; i++) {
+        roaring_bitmap_t *t = roaring_bitmap_and(v[i], c->u);
+        if (!t) {
+            bm_free(r);
+            return NULL;
+        }
+        roaring_bitmap_or_inplace(r, t);
+        bm_free(t);
+    }
+    return r;
+}
+
+/* Points of c->u with a key of ss (x's nums or dts) in [kmin, kmax].  Three ways, chosen by
+ * the sizes at hand:
+ *   - fewer points left than pairs in the range (a range after a selective match), spread
+ *     thinly (roaring array containers, whose intersections are scalar merges): each point's
+ *     key is tested, O(points left);
+ *   - an integer index with few distinct values: the value bitmaps in range are united and
+ *     intersected, word operations when the points left are dense;
+ *   - otherwise the pairs in range are gathered into a bitmap, O(pairs in range). */
+static roaring_bitmap_t *range_bitmap(ectx_t *c, const fidx_t *x, const sorted_t *ss, uint64_t kmin, uint64_t kmax) {
     const svec_t *s = &ss->v;
     if (kmin > kmax || !s->n) return roaring_bitmap_create();
     spos_t a, b;
     svec_range(s, kmin, kmax, &a, &b);
-    uint64_t n = svec_count(s, a, b);
-    if (n > 64 && roaring_bitmap_get_cardinality(c->u) * 4 < n && !roaring_bitmap_intersect(c->u, ss->multi))
-        return range_by_point(ss, kmin, kmax, c->u);
+    uint64_t n = svec_count(s, a, b), nu = roaring_bitmap_get_cardinality(c->u);
+    if (n == 0 || nu == 0) return roaring_bitmap_create();
+    bool by_point = n > 64 && nu <= n && !roaring_bitmap_intersect(c->u, ss->multi);
+    bool by_values = ss == &x->nums && has_ints(x);
+    if (by_point && by_values) {
+        /* One point in 16 of the span or more: roaring keeps such chunks as bitsets. */
+        uint64_t span = (uint64_t)roaring_bitmap_maximum(c->u) - roaring_bitmap_minimum(c->u) + 1;
+        if (nu * 16 < span) by_values = false;
+    }
+    if (by_values) {
+        bool done;
+        roaring_bitmap_t *r = range_by_values(c, x, kmin, kmax, &done);
+        if (done) return r;
+    }
+    if (by_point) return range_by_point(ss, kmin, kmax, c->u);
     uint32_t *buf = malloc((n ? n : 1) * 2 * sizeof(uint32_t));
     if (!buf) return NULL;
     size_t k = 0;
@@ -1157,7 +1247,7 @@ static res_t value_part(ectx_t *c, const fidx_t *x, const field_t *f) {
             uint64_t kmin, kmax;
             if (!s) r = mk_unknown(c, x->seen);
             else if (!range_keys(f, &kmin, &kmax)) r = mk_exact(c, roaring_bitmap_create());
-            else r = mk_exact(c, range_bitmap(c, s, kmin, kmax));
+            else r = mk_exact(c, range_bitmap(c, x, s, kmin, kmax));
         } else if (part == 2 && (f->has_bbox || f->has_radius || f->has_poly)) {
             r = mk_unknown(c, x->seen);
         } else {
@@ -1326,7 +1416,7 @@ static res_t eval_filter(ectx_t *c, const node_t *n) {
         for (size_t i = 0; i < l->n; i++) {
             if (cheap_first(l->v[i]) != (pass == 0)) continue;
             r = INSIDE(eval_cond(c, l->v[i]));
-            acc = all ? r : mk_and(c, acc, r);
+            acc = all ? r : mk_and_inside(c, acc, r);
             all = false;
             EMPTY_EXIT();
         }
@@ -1335,13 +1425,13 @@ static res_t eval_filter(ectx_t *c, const node_t *n) {
     if (l->n) {
         res_t any = INSIDE(eval_cond(c, l->v[0]));
         for (size_t i = 1; i < l->n && any.hi; i++) any = mk_or(c, any, INSIDE(eval_cond(c, l->v[i])));
-        acc = all ? any : mk_and(c, acc, any);
+        acc = all ? any : mk_and_inside(c, acc, any);
         all = false;
         EMPTY_EXIT();
     }
     if (n->u.f.min_count) {
         r = INSIDE(eval_min_should(c, &n->u.f.min_should, n->u.f.min_count));
-        acc = all ? r : mk_and(c, acc, r);
+        acc = all ? r : mk_and_inside(c, acc, r);
         all = false;
         EMPTY_EXIT();
     }
@@ -1399,7 +1489,7 @@ static res_t eval_cond(ectx_t *c, const node_t *n) {
 int fanns_pindex_eval(const fanns_pindex_t *pi, const fanns_filter_t *f, const roaring_bitmap_t *universe,
                       const fanns_pindex_points_t *pts, roaring_bitmap_t **out, roaring_bitmap_t **sure, bool *exact,
                       fanns_err_t *err) {
-    ectx_t c = {pi, universe, pts, false};
+    ectx_t c = {pi, universe, pts, false, universe};
     res_t r = f ? eval_filter(&c, f->root) : mk_exact(&c, roaring_bitmap_copy(universe));
     *out = NULL;
     if (sure) *sure = NULL;
@@ -1539,7 +1629,8 @@ size_t fanns_pindex_memory(const fanns_pindex_t *pi) {
     for (size_t i = 0; i < pi->n; i++) {
         const fidx_t *x = pi->f[i];
         total += sizeof(*x) + bm_size(x->seen) + bm_size(x->ynull) + bm_size(x->nullish) + bm_size(x->nonnullish) +
-                 bm_size(x->irregular) + bm_size(x->btrue) + bm_size(x->bfalse) + x->capcounts * sizeof(centry_t);
+                 bm_size(x->irregular) + bm_size(x->btrue) + bm_size(x->bfalse) + bm_size(x->reals) +
+                 x->capcounts * sizeof(centry_t);
         for (size_t j = 0; j < x->ncounts; j++) total += bm_size(x->counts[j].bm);
         const typed_t *ts[2] = {&x->strs, &x->ints};
         for (int j = 0; j < 2; j++) {

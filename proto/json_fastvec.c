@@ -4,9 +4,10 @@
  */
 #include "json_fastvec.h"
 
-#include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,26 +41,85 @@ static size_t number_len(const char *s, size_t i, size_t len) {
     return j - i;
 }
 
+/* Powers of ten exactly representable in long double's 64-bit significand (5^27 < 2^63). */
+#define FAST_POW10_MAX 27
+
+float fanns__json_parse_float(const char *s, size_t n) {
+    char tmp[64];
+#if LDBL_MANT_DIG >= 64 && FLT_RADIX == 2
+    static const long double p10[FAST_POW10_MAX + 1] = {
+        1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
+        1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+    size_t i = 0;
+    bool neg = false;
+    uint64_t m = 0;
+    int sig = 0, e10 = 0;
+    if (i < n && s[i] == '-') {
+        neg = true;
+        i++;
+    }
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (sig == 19) goto slow; /* more significant digits than a u64 holds */
+        m = m * 10 + (uint64_t)(s[i] - '0');
+        sig += m != 0;
+    }
+    if (i < n && s[i] == '.') {
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            if (sig == 19) goto slow;
+            m = m * 10 + (uint64_t)(s[i] - '0');
+            sig += m != 0;
+            e10--;
+        }
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        bool eneg = false;
+        int ex = 0;
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-')) eneg = s[i++] == '-';
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            if (ex > 10000) goto slow;
+            ex = ex * 10 + (s[i] - '0');
+        }
+        e10 += eneg ? -ex : ex;
+    }
+    if (i != n) goto slow;
+    if (m == 0) return neg ? -0.0f : 0.0f;
+    if (e10 < -FAST_POW10_MAX || e10 > FAST_POW10_MAX) goto slow;
+    /* m and 10^|e10| are exact, so r is the exact value rounded once to 64 bits. */
+    long double r = e10 >= 0 ? (long double)m * p10[e10] : (long double)m / p10[-e10];
+    if (r < (long double)FLT_MIN || r > (long double)FLT_MAX) goto slow; /* subnormal or overflow */
+    /* Rounding r to float gives the exact value's correct rounding unless r lies within one
+     * 64-bit unit of a float rounding midpoint (low 40 of the 64 significand bits = 2^39):
+     * only then could the exact value be on the midpoint's other side. */
+    int ex2;
+    uint64_t bits = (uint64_t)ldexpl(frexpl(r, &ex2), 64);
+    uint64_t low = bits & ((1ull << 40) - 1);
+    if (low + 1 >= (1ull << 39) && low <= (1ull << 39) + 1) goto slow;
+    return neg ? -(float)r : (float)r;
+slow:
+#endif
+    if (n >= sizeof(tmp)) return NAN;
+    memcpy(tmp, s, n);
+    tmp[n] = 0;
+    return strtof(tmp, NULL);
+}
+
 /* Parses the array starting at s[i] == '['; returns the index after ']' or 0 if it is not a
  * flat array of numbers. */
 static size_t parse_array(const char *s, size_t i, size_t len, fanns_fastvec_t *fv) {
     size_t cap = 0;
-    char tmp[64];
     i = skip_ws(s, i + 1, len);
     if (i < len && s[i] == ']') return i + 1;
     for (;;) {
         size_t nl = number_len(s, i, len);
-        if (nl == 0 || nl >= sizeof(tmp)) return 0;
+        if (nl == 0 || nl >= 64) return 0; /* longer numbers take the jansson path */
         if (fv->n == cap) {
             cap = cap ? cap * 2 : 512;
             float *nv = realloc(fv->v, cap * sizeof(float));
             if (!nv) return 0;
             fv->v = nv;
         }
-        memcpy(tmp, s + i, nl);
-        tmp[nl] = 0;
-        errno = 0;
-        float x = strtof(tmp, NULL);
+        float x = fanns__json_parse_float(s + i, nl);
         if (!isfinite(x)) fv->bad = 1;
         fv->v[fv->n++] = x;
         i = skip_ws(s, i + nl, len);

@@ -40,4 +40,11 @@ typedef struct fanns_fastvecs {
 char *fanns__json_fastvecs_upsert(const char *body, size_t len, size_t *out_len, fanns_fastvecs_t *t);
 void fanns__json_fastvecs_free(fanns_fastvecs_t *t);
 
+/* The float nearest to the JSON number s[0..n) (grammar already checked), as strtof gives it
+ * (round to nearest even; infinity beyond range).  Numbers of up to 19 significant digits with
+ * a decimal exponent within +-27 are converted without strtof (exact long double arithmetic,
+ * rounded once, falling back to strtof in the rare case the result is too close to a rounding
+ * midpoint to decide); tests compare every path with strtof. */
+float fanns__json_parse_float(const char *s, size_t n);
+
 #endif

@@ -468,6 +468,37 @@ static bool pts_offset(void *ctx, const fanns_pid_t *id, uint32_t *off) {
     return true;
 }
 
+/* Filtered scans read the match set's offsets in batches of SCAN_BATCH and prefetch the whole
+ * vector (or code) of the match SCAN_AHEAD places ahead while one is scored: matches are
+ * spread over the collection, so each vector is a run of cache misses that the hardware
+ * prefetcher only starts to follow after the first few lines. */
+#define SCAN_BATCH 256
+#define SCAN_AHEAD 4
+
+static inline void prefetch_bytes(const void *p, size_t n) {
+    const char *b = p;
+    for (size_t i = 0; i < n; i += 64) __builtin_prefetch(b + i);
+}
+
+/* The next batch (into buf, at most SCAN_BATCH) of match-set offsets that are live and match
+ * (the filter evaluated for the points that are only "maybe"), in offset order; 0 at the end. */
+static uint32_t next_matches(const fanns_coll_t *c, const match_set_t *ms, roaring_uint32_iterator_t *it, uint32_t *buf) {
+    uint32_t got;
+    while ((got = roaring_read_uint32_iterator(it, buf, SCAN_BATCH)) > 0) {
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < got; i++) {
+            uint32_t off = buf[i];
+            if (off >= c->nslots || !c->live[off]) continue;
+            if (!ms->exact && !(ms->sure && roaring_bitmap_contains(ms->sure, off)) &&
+                !fanns_filter_match(ms->f, &c->pids[off], c->payloads[off]))
+                continue;
+            buf[n++] = off;
+        }
+        if (n) return n;
+    }
+    return 0;
+}
+
 /* Key (larger is better) from a code distance estimate (index/codec.h's scale). */
 static inline float code_key(fanns_metric_t m, float dist) {
     switch (m) {
@@ -545,21 +576,22 @@ static int search_scan_codes(const fanns_coll_t *c, fanns_vread_t *vr, const fan
         ex->strategy = "quantized_filtered_scan";
         roaring_uint32_iterator_t it;
         roaring_init_iterator(ms->bits, &it);
-        while (it.has_value) {
-            uint32_t off = it.current_value;
-            roaring_advance_uint32_iterator(&it);
-            if (off >= c->nslots || !c->live[off]) continue;
-            if (!ms->exact && !(ms->sure && roaring_bitmap_contains(ms->sure, off)) &&
-                !fanns_filter_match(ms->f, &c->pids[off], c->payloads[off]))
-                continue;
-            const uint8_t *code = slot_code(c, off);
-            if (code) {
-                scored++;
-                heap_push(cand, &nc, kk, (cand_t){-fanns__qquery_dist(qq, code), off});
-            } else if ((rc = push_exact(c, vr, req->query, heap, nh, k, off)) != 0) {
-                goto fail;
-            } else {
-                exact++;
+        uint32_t buf[SCAN_BATCH];
+        const uint8_t *codes[SCAN_BATCH];
+        for (uint32_t n; (n = next_matches(c, ms, &it, buf)) > 0;) {
+            for (uint32_t i = 0; i < n; i++) codes[i] = slot_code(c, buf[i]);
+            for (uint32_t i = 0; i < n && i < SCAN_AHEAD; i++)
+                if (codes[i]) prefetch_bytes(codes[i], cs);
+            for (uint32_t i = 0; i < n; i++) {
+                if (i + SCAN_AHEAD < n && codes[i + SCAN_AHEAD]) prefetch_bytes(codes[i + SCAN_AHEAD], cs);
+                if (codes[i]) {
+                    scored++;
+                    heap_push(cand, &nc, kk, (cand_t){-fanns__qquery_dist(qq, codes[i]), buf[i]});
+                } else if ((rc = push_exact(c, vr, req->query, heap, nh, k, buf[i])) != 0) {
+                    goto fail;
+                } else {
+                    exact++;
+                }
             }
         }
         ex->actual_matches = scored + exact;
@@ -572,9 +604,12 @@ static int search_scan_codes(const fanns_coll_t *c, fanns_vread_t *vr, const fan
          * mostly forwards (better page locality than heap order). */
         qsort(cand, nc, sizeof(*cand), cmp_off);
     }
+    bool pf = rescore && !vr->txn; /* vectors in RAM: prefetch them as the scan does */
+    for (size_t i = 0; pf && i < nc && i < SCAN_AHEAD; i++) prefetch_bytes(c->vecs + (size_t)cand[i].off * d, d * sizeof(float));
     for (size_t i = 0; i < nc; i++) {
         uint32_t off = cand[i].off;
         float key;
+        if (pf && i + SCAN_AHEAD < nc) prefetch_bytes(c->vecs + (size_t)cand[i + SCAN_AHEAD].off * d, d * sizeof(float));
         if (rescore) {
             const float *v = fanns__vr_get(vr, off);
             if (!v) {
@@ -631,19 +666,17 @@ static int search_scan(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_sea
     roaring_uint32_iterator_t it;
     roaring_init_iterator(ms->bits, &it);
     uint64_t found = 0;
-    while (it.has_value) {
-        uint32_t off = it.current_value;
-        roaring_advance_uint32_iterator(&it);
-        if (off >= c->nslots || !c->live[off]) continue;
-        if (!ms->exact && !(ms->sure && roaring_bitmap_contains(ms->sure, off)) &&
-            !fanns_filter_match(ms->f, &c->pids[off], c->payloads[off]))
-            continue;
-        found++;
-        /* Prefetch the next candidate's vector while this one is scored. */
-        if (!vr->txn && it.has_value && it.current_value < c->nslots) __builtin_prefetch(c->vecs + (size_t)it.current_value * d);
-        const float *v = fanns__vr_get(vr, off);
-        if (!v) return vr->rc;
-        heap_push(heap, nh, k, (cand_t){metric_key(m, req->query, v, d), off});
+    uint32_t buf[SCAN_BATCH];
+    const bool pf = !vr->txn; /* vectors in RAM (on disk, vr copies them out of LMDB) */
+    for (uint32_t n; (n = next_matches(c, ms, &it, buf)) > 0;) {
+        found += n;
+        for (uint32_t i = 0; pf && i < n && i < SCAN_AHEAD; i++) prefetch_bytes(c->vecs + (size_t)buf[i] * d, d * sizeof(float));
+        for (uint32_t i = 0; i < n; i++) {
+            if (pf && i + SCAN_AHEAD < n) prefetch_bytes(c->vecs + (size_t)buf[i + SCAN_AHEAD] * d, d * sizeof(float));
+            const float *v = fanns__vr_get(vr, buf[i]);
+            if (!v) return vr->rc;
+            heap_push(heap, nh, k, (cand_t){metric_key(m, req->query, v, d), buf[i]});
+        }
     }
     ex->actual_matches = found;
     ex->dist_comps += found;

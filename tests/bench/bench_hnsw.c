@@ -17,6 +17,11 @@
  * churned graph next to the fresh build's, to show that deletes and re-inserts do not wear the
  * graph down.
  *
+ * --mt-threads N (bench_hnsw's own option) also measures, per ef, the throughput of N threads
+ * searching at once (each walks the queries from its own starting point for --min-time
+ * seconds; "mt_qps" = all queries answered / wall time): what the machine's cores give
+ * in-process, the ceiling for a server, next to the single-thread QPS x cores.
+ *
  * --codec sq8|f16|bin (bench_hnsw's own option) builds the graph over compressed codes
  * (index/codec.h, trained on the first min(n, 65536) points; the nodes hold codes instead of
  * floats), traverses it on the codes with the query at --query-bits precision (0: the codec's
@@ -24,6 +29,7 @@
  * (exact distances), as the server does with vectors kept outside the graph.  index_bytes is
  * then the graph with its codes; the float32 vectors used for rescoring are reported apart.
  */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -71,6 +77,50 @@ static int search(void *ctx, const float *q, size_t k, size_t ef, long long *ids
     }
     for (size_t i = 0; i < *n; i++) ids[i] = res[i].off;
     return 0;
+}
+
+typedef struct {
+    search_ctx_t *sc;
+    const bench_npy_t *q;
+    size_t k, ef, start;
+    double until;
+    long long done;
+    int rc;
+} mt_arg_t;
+
+static void *mt_main(void *p) {
+    mt_arg_t *a = p;
+    long long ids[1024];
+    size_t n, nq = a->q->rows, d = a->q->cols, i = a->start;
+    const float *qv = (const float *)a->q->data;
+    while (bench_now() < a->until) {
+        for (int j = 0; j < 16; j++, i = (i + 1) % nq, a->done++)
+            if (search(a->sc, qv + i * d, a->k, a->ef, ids, &n)) {
+                a->rc = -1;
+                return NULL;
+            }
+    }
+    return NULL;
+}
+
+/* Throughput of nthreads threads searching at once for min_time seconds (at least 1). */
+static double mt_qps(search_ctx_t *sc, const bench_npy_t *q, size_t k, size_t ef, unsigned nthreads, double min_time) {
+    pthread_t th[64];
+    mt_arg_t args[64];
+    if (nthreads > 64) nthreads = 64;
+    double t0 = bench_now(), until = t0 + (min_time > 1.0 ? min_time : 1.0);
+    for (unsigned t = 0; t < nthreads; t++) {
+        args[t] = (mt_arg_t){.sc = sc, .q = q, .k = k, .ef = ef, .start = t * q->rows / nthreads, .until = until};
+        if (pthread_create(&th[t], NULL, mt_main, &args[t])) return -1;
+    }
+    long long total = 0;
+    int rc = 0;
+    for (unsigned t = 0; t < nthreads; t++) {
+        pthread_join(th[t], NULL);
+        total += args[t].done;
+        rc |= args[t].rc;
+    }
+    return rc ? -1 : (double)total / (bench_now() - t0);
 }
 
 /* splitmix64, for the seeded choice of the points to churn */
@@ -130,7 +180,7 @@ int main(int argc, char **argv) {
     bool do_churn = false;
     const char *codec_name = NULL;
     double oversample = 0;
-    unsigned query_bits = 0;
+    unsigned query_bits = 0, mt_threads = 0;
     fanns_codec_t *codec = NULL;
     /* --churn, --codec, --oversample, --query-bits are this program's own flags: take them
      * out before the shared parser sees argv */
@@ -140,12 +190,14 @@ int main(int argc, char **argv) {
         else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--codec")) codec_name = argv[++i];
         else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--oversample")) oversample = atof(argv[++i]);
         else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--query-bits")) query_bits = (unsigned)atoi(argv[++i]);
+        else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--mt-threads")) mt_threads = (unsigned)atoi(argv[++i]);
         else argv[argn++] = argv[i];
     }
     argc = argn;
     if (bench_parse(argc, argv, &o)) {
         fprintf(stderr, "          [--churn]  then delete and re-insert half of the points, measure again\n"
-                        "          [--codec sq8|f16|bin [--oversample F] [--query-bits N]]  graph over codes\n");
+                        "          [--codec sq8|f16|bin [--oversample F] [--query-bits N]]  graph over codes\n"
+                        "          [--mt-threads N]  also the throughput of N threads searching at once\n");
         return 2;
     }
     if (bench_load(&o, &base, &q, &gt)) return 1;
@@ -204,9 +256,14 @@ int main(int argc, char **argv) {
             fprintf(stderr, "search failed at ef %zu\n", o.efs[i]);
             goto fail;
         }
+        double mt = mt_threads ? mt_qps(&sc, &q, o.k, o.efs[i], mt_threads, o.min_time) : 0.0;
+        if (mt < 0) {
+            fprintf(stderr, "multi-thread search failed at ef %zu\n", o.efs[i]);
+            goto fail;
+        }
         printf("{\"system\":\"fanns\",\"kind\":\"search\",\"ef\":%zu,\"k\":%u,\"nq\":%zu,\"recall\":%.4f,"
-               "\"qps\":%.1f,\"qps_median\":%.1f,\"passes\":%u}\n",
-               o.efs[i], o.k, q.rows, pt.recall, pt.qps_best, pt.qps_median, pt.passes);
+               "\"qps\":%.1f,\"qps_median\":%.1f,\"passes\":%u,\"mt_threads\":%u,\"mt_qps\":%.1f}\n",
+               o.efs[i], o.k, q.rows, pt.recall, pt.qps_best, pt.qps_median, pt.passes, mt_threads, mt);
         fflush(stdout);
         fresh[i] = pt.recall;
     }

@@ -620,6 +620,93 @@ START_TEST(ranges_and_updates) {
 }
 END_TEST
 
+/* A payload for integer_range_paths: y mostly one integer of 21 (a "year"); from mode 1 on
+ * also reals (some integral, 2003.0) and nulls, in mode 2 arrays of two; g a rare, a common
+ * or another group. */
+static json_t *year_payload(int mode) {
+    int r = rn(100);
+    const char *g = rn(100) < 2 ? "rare" : rn(2) ? "half" : "other";
+    json_t *y;
+    if (mode && r < 8) y = json_real(rn(2) ? 1990.0 + rn(21) : 1990.5 + rn(20));
+    else if (mode == 2 && r < 14) y = json_pack("[ii]", 1990 + rn(21), 1990 + rn(21));
+    else if (mode && r < 18) y = json_null();
+    else y = json_integer(1990 + rn(21));
+    return json_pack("{s:o, s:s}", "y", y, "g", g);
+}
+
+START_TEST(integer_range_paths) {
+    /* A range on an integer index with few values is answered point by point after a
+     * selective match, from the value bitmaps after a dense one or alone, and from the pairs
+     * when reals are about: every way must give the exact answer, before and after reals,
+     * arrays and deletions come and go. */
+    enum { N = 6000 };
+    coll_t c;
+    memset(&c, 0, sizeof(c));
+    c.n = N;
+    c.payload = calloc(N, sizeof(json_t *));
+    c.pid = calloc(N, sizeof(fanns_pid_t));
+    c.live = roaring_bitmap_create();
+    rng_state = 777;
+    for (uint32_t i = 0; i < N; i++) {
+        c.pid[i].kind = FANNS_PID_NUM;
+        c.pid[i].num = i * 3 + 1;
+        c.payload[i] = year_payload(0);
+        roaring_bitmap_add(c.live, i);
+    }
+    fanns_pindex_t *pi;
+    ck_assert_int_eq(fanns_pindex_new(&pi), 0);
+    add_index(&c, pi, "y", "\"integer\"");
+    add_index(&c, pi, "g", "\"keyword\"");
+    static const char *const ops[] = {"gte", "gt", "lte", "lt"};
+    for (int phase = 0; phase < 5; phase++) {
+        if (phase > 0) {
+            /* 1: reals and nulls arrive (points lose their key); 2: arrays too; 3: all leave
+             * again; 4: a third of the points is deleted. */
+            for (uint32_t i = 0; i < N; i++) {
+                if (!roaring_bitmap_contains(c.live, i)) continue;
+                json_t *nw = phase == 4 && rn(3) == 0 ? NULL : year_payload(phase < 3 ? phase : 0);
+                ck_assert_int_eq(fanns_pindex_update(pi, i, c.payload[i], nw), 0);
+                json_decref(c.payload[i]);
+                c.payload[i] = nw;
+                if (!nw) roaring_bitmap_remove(c.live, i);
+            }
+        }
+        for (int q = 0; q < 60; q++) {
+            char r[160], js[400];
+            double a = 1988 + rn(25) + (rn(4) == 0 ? 0.5 : 0.0), b = a + rn(12) + (rn(4) == 0 ? 0.5 : 0.0);
+            if (rn(5) == 0) snprintf(r, sizeof(r), "{\"%s\": %g}", ops[rn(4)], a);
+            else snprintf(r, sizeof(r), "{\"%s\": %g, \"%s\": %g}", ops[rn(2)], a, ops[2 + rn(2)], b);
+            switch (q % 5) {
+            case 0: snprintf(js, sizeof(js), "{\"must\": {\"key\": \"y\", \"range\": %s}}", r); break;
+            case 1:
+            case 2:
+                snprintf(js, sizeof(js), "{\"must\": [{\"key\": \"y\", \"range\": %s}, {\"key\": \"g\", \"match\": "
+                         "{\"value\": \"%s\"}}]}", r, q % 5 == 1 ? "rare" : "half");
+                break;
+            case 3:
+                snprintf(js, sizeof(js), "{\"must\": {\"key\": \"g\", \"match\": {\"value\": \"rare\"}}, \"must_not\": "
+                         "{\"key\": \"y\", \"range\": %s}}", r);
+                break;
+            default:
+                snprintf(js, sizeof(js), "{\"must\": {\"key\": \"g\", \"match\": {\"any\": [\"rare\", \"other\"]}}, "
+                         "\"should\": [{\"key\": \"y\", \"range\": %s}, {\"key\": \"y\", \"match\": {\"value\": 2001}}]}", r);
+                break;
+            }
+            json_t *fj = parse(js);
+            fanns_filter_t *f = NULL;
+            ck_assert_int_eq(fanns_filter_compile(fj, "filter", &f, NULL), 0);
+            json_decref(fj);
+            stats_t st = {0};
+            check_one(&c, pi, f, js, &st, true);
+            ck_assert_msg(st.exact == 1, "not exact: %s (phase %d)", js, phase);
+            fanns_filter_free(f);
+        }
+    }
+    fanns_pindex_free(pi);
+    coll_free(&c);
+}
+END_TEST
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -708,6 +795,7 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, fixed_semantics);
     tcase_add_test(tc, ranges_and_updates);
+    tcase_add_test(tc, integer_range_paths);
     tcase_add_test(tc, property);
     tcase_add_test(tc, speed);
     suite_add_tcase(s, tc);
