@@ -87,6 +87,7 @@ typedef struct hreq {
     bool headers_done, expect_continue, keep_alive, head, done, close_after;
     bool direct;                /* the worker may write the response itself (see direct_write) */
     size_t dsent;               /* bytes of the response the worker wrote */
+    atomic_bool sent_all;       /* the worker wrote all of it (read by dispatch, see there) */
     int hlen;                   /* length of head_buf once built */
     size_t header_bytes;
     uint64_t start_ns;
@@ -567,7 +568,8 @@ static unsigned skip_bufs(uv_buf_t *bufs, unsigned nb, size_t skip) {
 }
 
 /* Direct write, on the worker that produced r's response.  dispatch marked r direct only when
- * r was the head of its connection's queue with no write pending and it keeps the connection
+ * every response ahead of r in its connection's queue was already in the socket (none, or
+ * written whole by their own workers), no loop write was pending and r keeps the connection
  * open; the loop then writes nothing on that connection before after_work_cb runs for r, so the
  * worker owns the socket's output and may send the response at once, saving the round trip
  * through the loop (an async wake-up) before the client sees it.  The socket is non-blocking:
@@ -600,6 +602,7 @@ static void direct_write(hreq_t *r) {
         else break; /* EAGAIN or an error: the loop takes over */
     }
     pthread_mutex_unlock(&c->dmu);
+    if (r->dsent == total) atomic_store_explicit(&r->sent_all, true, memory_order_release);
 }
 
 static void write_response(conn_t *c, hreq_t *r) {
@@ -675,7 +678,17 @@ static void dispatch(conn_t *c, hreq_t *r) {
         r->done = true;
     } else {
         r->work.data = r;
-        r->direct = c->qh == r && !c->writes && !r->close_after && !srv->shutting_down && c->dfd >= 0;
+        /* Direct when every response ahead of r is already in the socket: r is the queue's
+         * head, or the requests ahead were written whole by their workers (a client that sends
+         * its next request as soon as it reads a response often gets it parsed before the
+         * loop has run the previous request's after-callback). */
+        bool ahead_sent = true;
+        for (hreq_t *p = c->qh; p && p != r; p = p->next)
+            if (!atomic_load_explicit(&p->sent_all, memory_order_acquire)) {
+                ahead_sent = false;
+                break;
+            }
+        r->direct = ahead_sent && !c->writes && !r->close_after && !srv->shutting_down && c->dfd >= 0;
         if (uv_queue_work(&srv->loop, &r->work, work_cb, after_work_cb) != 0) {
             make_error(srv, 500, "could not schedule request", &r->resp);
             r->done = true;
