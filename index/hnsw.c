@@ -51,7 +51,10 @@
  * Without a filter and with no deleted node, level 0 uses one sorted candidate pool of
  * size ef (a node is expanded when it is the best unexpanded node of the pool; this is
  * the same search as the two-heap formulation).  Otherwise a candidate min-heap and a result
- * max-heap are used; deleted and filtered-out nodes are expanded but never returned.
+ * max-heap are used; deleted and filtered-out nodes are expanded but never returned.  On
+ * request (fanns_hnsw_search_ex, FANNS_HNSW_FILTER_TWO_HOP) a filtered level-0 search walks
+ * only the subgraph of accepted nodes instead, reaching across rejected ones by two hops
+ * without scoring them (ACORN-1, see search_twohop).
  *
  * File format (fanns_hnsw_save): a fixed little-endian header (magic, version, params,
  * stamp, counts, entry point), then per present node in offset order: offset, flags, level,
@@ -314,6 +317,10 @@ struct scratch {
     uint16_t *tags;
     size_t tcap;
     uint16_t epoch;
+    uint16_t *ftags;      /* two-hop search: nodes known rejected in this epoch (tcap of them
+                           * when allocated, see fail_tags) */
+    uint32_t *walked;     /* two-hop search: nodes whose lists it read */
+    size_t wcap;
     pent_t *pool;
     size_t pcap;
     hent_t *cand, *res;
@@ -350,6 +357,8 @@ static void scratch_free(void *p) {
     scratch_t *s = p;
     if (!s) return;
     free(s->tags);
+    free(s->ftags);
+    free(s->walked);
     free(s->pool);
     free(s->cand);
     free(s->res);
@@ -397,12 +406,21 @@ static uint16_t *visited_begin(scratch_t *s, size_t ncap) {
         s->tags = t;
         s->tcap = n;
         s->epoch = 0;
+        free(s->ftags); /* its tags belong to the old epochs */
+        s->ftags = NULL;
     }
     if (++s->epoch == 0) {
         memset(s->tags, 0, s->tcap * sizeof *s->tags);
+        if (s->ftags) memset(s->ftags, 0, s->tcap * sizeof *s->ftags);
         s->epoch = 1;
     }
     return s->tags;
+}
+
+/* The rejected-node tags of the current epoch (after visited_begin), or NULL. */
+static uint16_t *fail_tags(scratch_t *s) {
+    if (!s->ftags) s->ftags = calloc(s->tcap, sizeof *s->ftags);
+    return s->ftags;
 }
 
 static int scratch_prepare(const fanns_hnsw_t *h, scratch_t *s, size_t ef) {
@@ -506,6 +524,7 @@ typedef struct search_ctx {
     void *fctx;
     uint32_t exclude;       /* never a result (the node being relinked), or NO_NODE */
     bool skip_deleted;
+    uint32_t hop_cap;       /* > 0: level 0 by search_twohop with this cap */
     uint64_t dist_comps, visited;
 } search_ctx_t;
 
@@ -676,6 +695,152 @@ static size_t search_heap(search_ctx_t *c, uint32_t ep, size_t ef, int l) {
         }
     }
     return nr;
+}
+
+/* Whether off may be returned, for the two-hop search: the answer of admissible(), asked
+ * once per node and search (rejections are remembered in ftags). */
+static inline bool passes(const search_ctx_t *c, uint16_t *ftags, uint16_t epoch, uint32_t off) {
+    if (ftags[off] == epoch) return false;
+    if (admissible(c, off)) return true;
+    ftags[off] = epoch;
+    return false;
+}
+
+/* State of one two-hop search (see search_twohop). */
+typedef struct twohop {
+    search_ctx_t *c;
+    size_t ef, nc, nr;
+    float bound;
+    int lines;
+    uint32_t *walked;   /* nodes whose lists were read, in order (s->walked) */
+    size_t nwalked, escaped;
+} twohop_t;
+
+/* Appends a walked node; returns false on allocation failure. */
+static inline bool walked_add(twohop_t *t, uint32_t off) {
+    scratch_t *s = t->c->s;
+    if (t->nwalked == s->wcap) {
+        if (grow((void **)&s->walked, &s->wcap, t->nwalked + 1, sizeof(uint32_t))) return false;
+        t->walked = s->walked;
+    }
+    t->walked[t->nwalked++] = off;
+    return true;
+}
+
+/* Scores the gathered nodes nbs[0..nn) (all admissible) into the candidate and result heaps;
+ * returns false on allocation failure. */
+static bool twohop_score(twohop_t *t, const uint32_t *nbs, uint32_t nn) {
+    search_ctx_t *c = t->c;
+    const fanns_hnsw_t *h = c->h;
+    scratch_t *s = c->s;
+    c->visited += nn;
+    c->dist_comps += nn;
+    prefetch_batch(h, nbs, nn, t->lines);
+    for (uint32_t j = 0; j < nn; j++) {
+        if (j + 1 < nn) prefetch_lines(vec_of(h, node_at(h, nbs[j + 1])), t->lines);
+        float d = cdist(c, nbs[j]);
+        if (t->nr < t->ef || d < t->bound) {
+            if (t->nc + 1 > s->ccap && grow((void **)&s->cand, &s->ccap, t->nc + 1, sizeof(hent_t))) return false;
+            minheap_push(s->cand, &t->nc, (hent_t){d, nbs[j]});
+            maxheap_push(s->res, &t->nr, (hent_t){d, nbs[j]});
+            if (t->nr > t->ef) maxheap_pop(s->res, &t->nr);
+            t->bound = s->res[0].d;
+        }
+    }
+    return true;
+}
+
+/* Two-hop filtered beam search on level 0 (ACORN-1: Patel et al., "ACORN: Performant and
+ * Predicate-Agnostic Search Over Vector Embeddings and Structured Data", SIGMOD 2024).  Only
+ * admissible nodes are scored, kept as candidates and expanded (the entry point excepted:
+ * it is expanded whatever it is).  Expanding a node gathers its unvisited admissible
+ * neighbours, then walks its rejected ones in list order and gathers their unvisited
+ * admissible neighbours, until cap are gathered; a rejected neighbour is marked visited only
+ * once its own list has been walked, so one the cap cut off can still bridge from a later
+ * expansion.  A node is scored at most once (visited tags), and the filter is asked at most
+ * once per node (rejection tags).
+ *
+ * Escape.  Two hops do not always reach an admissible node: from a low-degree entry point
+ * with a 10% filter, 30-odd nodes within two hops can all be rejected (the unit test's
+ * seeded set has such a query).  When the candidates run out with fewer than ef results, the
+ * lists of the walked nodes are read again in walk order, breadth first: rejected neighbours
+ * are marked visited and queued behind them, admissible ones are scored, until a candidate
+ * appears (the search then goes on as before) or everything reachable is walked.
+ *
+ * Leaves the results in s->res as a max-heap; returns its size, or (size_t)-1 on allocation
+ * failure.  Buffers: s->ids holds the list copy (m0), the gathered nodes (max(cap, m0): the
+ * escape gathers up to one whole list), the rejected neighbours (m0) and a second list copy
+ * (m0). */
+static size_t search_twohop(search_ctx_t *c, uint32_t ep, size_t ef, uint32_t cap) {
+    const fanns_hnsw_t *h = c->h;
+    scratch_t *s = c->s;
+    twohop_t t = {.c = c, .ef = ef, .bound = INFINITY, .lines = pf_lines(h), .walked = s->walked};
+    const size_t vcap = (size_t)__atomic_load_n(&h->nchunks_hi, __ATOMIC_ACQUIRE) << CHUNK_BITS;
+    uint16_t *tags = visited_begin(s, vcap);
+    uint16_t *ftags = tags ? fail_tags(s) : NULL;
+    if (!ftags) return (size_t)-1;
+    const uint16_t epoch = s->epoch;
+    uint32_t *buf = s->ids, *nbs = buf + h->m0, *rej = nbs + (cap > h->m0 ? cap : h->m0), *buf2 = rej + h->m0;
+
+    float d0 = cdist(c, ep);
+    c->dist_comps++;
+    tags[ep] = epoch;
+    minheap_push(s->cand, &t.nc, (hent_t){d0, ep});
+    if (passes(c, ftags, epoch, ep)) {
+        maxheap_push(s->res, &t.nr, (hent_t){d0, ep});
+        t.bound = d0;
+    }
+    for (;;) {
+        while (t.nc == 0 && t.nr < ef && t.escaped < t.nwalked) {
+            uint32_t x = t.walked[t.escaped++];
+            uint32_t n = read_list(h, node_at(h, x), 0, buf), nn = 0;
+            for (uint32_t i = 0; i < n; i++) {
+                uint32_t nb = buf[i];
+                if (nb >= vcap || tags[nb] == epoch) continue;
+                tags[nb] = epoch;
+                if (passes(c, ftags, epoch, nb)) nbs[nn++] = nb;
+                else if (!walked_add(&t, nb)) return (size_t)-1;
+            }
+            if (!twohop_score(&t, nbs, nn)) return (size_t)-1;
+        }
+        if (t.nc == 0) break;
+        if (s->cand[0].d > t.bound && t.nr == ef) break;
+        hent_t cur = minheap_pop(s->cand, &t.nc);
+        if (!walked_add(&t, cur.id)) return (size_t)-1;
+        uint32_t n = read_list(h, node_at(h, cur.id), 0, buf);
+        for (uint32_t i = 0; i < n; i++) __builtin_prefetch(&tags[buf[i] < vcap ? buf[i] : 0], 1, 3);
+        uint32_t nn = 0, nrej = 0;
+        for (uint32_t i = 0; i < n && nn < cap; i++) {
+            uint32_t nb = buf[i];
+            if (nb >= vcap || tags[nb] == epoch) continue;
+            if (passes(c, ftags, epoch, nb)) {
+                tags[nb] = epoch;
+                nbs[nn++] = nb;
+            } else {
+                rej[nrej++] = nb;
+            }
+        }
+        /* The rejected neighbours' lists start in their nodes' first cache lines. */
+        for (uint32_t i = 0; i < nrej && nn < cap; i++) prefetch_lines(node_at(h, rej[i]), 3);
+        for (uint32_t i = 0; i < nrej && nn < cap; i++) {
+            uint32_t b = rej[i];
+            tags[b] = epoch;
+            c->visited++;
+            if (!walked_add(&t, b)) return (size_t)-1;
+            uint32_t n2 = read_list(h, node_at(h, b), 0, buf2);
+            for (uint32_t j = 0; j < n2; j++) __builtin_prefetch(&tags[buf2[j] < vcap ? buf2[j] : 0], 1, 3);
+            for (uint32_t j = 0; j < n2 && nn < cap; j++) {
+                uint32_t nb = buf2[j];
+                if (nb >= vcap || tags[nb] == epoch) continue;
+                if (passes(c, ftags, epoch, nb)) {
+                    tags[nb] = epoch;
+                    nbs[nn++] = nb;
+                }
+            }
+        }
+        if (!twohop_score(&t, nbs, nn)) return (size_t)-1;
+    }
+    return t.nr;
 }
 
 /* ---- neighbour selection ---- */
@@ -1405,6 +1570,12 @@ static int search_levels(search_ctx_t *cp, uint32_t ep, int top, size_t k, size_
 
 int fanns_hnsw_search(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, fanns_hnsw_filter_fn filter,
                       void *fctx, fanns_hnsw_result_t *out, size_t *n, fanns_hnsw_stats_t *stats) {
+    return fanns_hnsw_search_ex(h, q, k, ef, filter, fctx, NULL, out, n, stats);
+}
+
+int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, fanns_hnsw_filter_fn filter,
+                         void *fctx, const fanns_hnsw_search_opts_t *opts, fanns_hnsw_result_t *out, size_t *n,
+                         fanns_hnsw_stats_t *stats) {
     *n = 0;
     if (ef < k) ef = k;
     uint32_t ep;
@@ -1417,6 +1588,12 @@ int fanns_hnsw_search(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, fann
     scratch_t *s = scratch_get();
     if (!s || scratch_prepare(h, s, ef)) return FANNS_ENOMEM;
     search_ctx_t c = {.h = h, .s = s, .q = q, .filter = filter, .fctx = fctx, .exclude = NO_NODE};
+    if (opts && opts->mode == FANNS_HNSW_FILTER_TWO_HOP) {
+        c.hop_cap = opts->hop_cap ? opts->hop_cap : h->m0;
+        if (c.hop_cap > h->m0 * (h->m0 + 1u)) c.hop_cap = h->m0 * (h->m0 + 1u); /* the most one expansion can gather */
+        size_t need = 3u * (size_t)h->m0 + (c.hop_cap > h->m0 ? c.hop_cap : h->m0) + 8u; /* see search_twohop */
+        if (grow((void **)&s->ids, &s->idcap, need, sizeof(uint32_t))) return FANNS_ENOMEM;
+    }
     fanns_codec_query_t *cq = NULL;
     if (h->codec) {
         fanns_err_t e;
@@ -1447,7 +1624,7 @@ static int search_levels(search_ctx_t *cp, uint32_t ep, int top, size_t k, size_
         for (size_t i = 0; i < got; i++) out[i] = (fanns_hnsw_result_t){s->pool[i].id, s->pool[i].d};
     } else {
         c.skip_deleted = true;
-        got = search_heap(&c, cur, ef, 0);
+        got = c.hop_cap ? search_twohop(&c, cur, ef, c.hop_cap) : search_heap(&c, cur, ef, 0);
         if (got == (size_t)-1) return FANNS_ENOMEM;
         hent_sort(s->res, got);
         if (got > k) got = k;

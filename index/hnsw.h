@@ -92,10 +92,40 @@ bool fanns_hnsw_contains(const fanns_hnsw_t *h, uint32_t off);
 
 /* The k nearest live nodes to q (dim floats; unit length for Cosine) with beam width
  * max(ef, k), best first, into out[0..*n).  filter may be NULL (the fast path); with a
- * filter, rejected nodes are traversed but never returned.  stats may be NULL.
- * Thread-safe.  Returns 0 or FANNS_ENOMEM. */
+ * filter, rejected nodes are traversed but never returned (see fanns_hnsw_search_ex for the
+ * two-hop mode).  stats may be NULL.  Thread-safe.  Returns 0 or FANNS_ENOMEM. */
 int fanns_hnsw_search(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, fanns_hnsw_filter_fn filter,
                       void *fctx, fanns_hnsw_result_t *out, size_t *n, fanns_hnsw_stats_t *stats);
+
+/* How a filtered search walks level 0 (fanns_hnsw_search_ex). */
+typedef enum fanns_hnsw_filter_mode {
+    /* Every neighbour is scored and expanded; rejected nodes are traversed but never
+     * returned (fanns_hnsw_search's behaviour). */
+    FANNS_HNSW_FILTER_TRAVERSE = 0,
+    /* Two-hop predicate-subgraph traversal (ACORN-1, Patel et al., SIGMOD 2024): only
+     * accepted nodes are scored and expanded.  A rejected neighbour is not scored; instead
+     * its own neighbours are looked at and the accepted ones among them are scored, until
+     * an expansion has gathered hop_cap accepted candidates.  Calls the filter once per node
+     * looked at (not once per node scored), and never widens the beam over rejected nodes.
+     * If the accepted candidates run out before ef results are found, rejected nodes are
+     * walked breadth first (not scored) until an accepted one turns up, so a search that
+     * starts among rejected nodes still finds the accepted ones it can reach. */
+    FANNS_HNSW_FILTER_TWO_HOP = 1,
+} fanns_hnsw_filter_mode_t;
+
+typedef struct fanns_hnsw_search_opts {
+    fanns_hnsw_filter_mode_t mode; /* ignored without a filter and with no deleted node */
+    uint32_t hop_cap;              /* TWO_HOP: accepted candidates gathered per expansion; 0: 2m */
+} fanns_hnsw_search_opts_t;
+
+/* fanns_hnsw_search with options (opts NULL: the defaults, i.e. fanns_hnsw_search).  In
+ * every mode a rejected or deleted node is never returned.  In TWO_HOP mode deleted nodes are
+ * handled like rejected ones (bridges, not scored), and stats->visited counts the nodes
+ * scored plus the rejected ones expanded as bridges.  Thread-safe.  Returns 0 or
+ * FANNS_ENOMEM. */
+int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, fanns_hnsw_filter_fn filter,
+                         void *fctx, const fanns_hnsw_search_opts_t *opts, fanns_hnsw_result_t *out, size_t *n,
+                         fanns_hnsw_stats_t *stats);
 
 /* Internal distance between q and the stored vector of off (for rescoring and tests). */
 float fanns_hnsw_distance(const fanns_hnsw_t *h, const float *q, uint32_t off);

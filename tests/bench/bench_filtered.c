@@ -19,8 +19,13 @@
  * search request after JSON decoding: compile the filter (fanns_filter_compile), copy and
  * normalise the query vector, fanns_coll_search, and free the hits.  Single thread.
  *
+ * With --traversal (a list of FANNS_FILTER_TRAVERSAL values, see storage/coll.c), every ef
+ * is measured once per value, the values taking turns pass by pass (A/B back to back in
+ * one process, on one graph); the query objects then carry "trav".
+ *
  * Output: JSON lines on stdout (or --out): one "build" object, then one "query" object per
- * (ef, query) with its latencies in microseconds.  run_filtered.py aggregates them per cell.
+ * (ef, traversal, query) with its latencies in microseconds.  run_filtered.py aggregates
+ * them per cell.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* nftw, getline, mkdtemp */
@@ -55,6 +60,8 @@ typedef struct {
     long max_queries;
     int keep_unfiltered;
     const char *quant;      /* NULL, "int8" or "binary": the collection's quantization_config */
+    char *travs[8];         /* --traversal values (strdup'ed), ntrav of them; 0: the planner's */
+    size_t ntrav;
     double oversampling;    /* params.quantization.oversampling (0: the default) */
 } opts_t;
 
@@ -69,7 +76,7 @@ static void usage(const char *prog) {
             "usage: %s --data DIR [--ef 32,64,128,256] [--m 16] [--efc 200] [--k 10] [--reps 3]\n"
             "          [--full-scan-kb 10000] [--indexing-kb 10000] [--batch 1000] [--tmp /tmp]\n"
             "          [--max-queries N] [--unfiltered 0|1] [--out FILE]\n"
-            "          [--quantization int8|binary [--oversampling F]]\n"
+            "          [--quantization int8|binary [--oversampling F]] [--traversal widen,acorn,...]\n"
             "DIR holds base.npy, base.jsonl, queries.npy, queries.jsonl, gt.npy (arxiv_like.py).\n",
             prog);
 }
@@ -105,6 +112,14 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--unfiltered")) o->keep_unfiltered = atoi(v);
         else if (!strcmp(a, "--quantization")) o->quant = v;
         else if (!strcmp(a, "--oversampling")) o->oversampling = atof(v);
+        else if (!strcmp(a, "--traversal")) {
+            for (const char *s = v; *s && o->ntrav < 8;) {
+                size_t len = strcspn(s, ",");
+                if (!len || !(o->travs[o->ntrav++] = strndup(s, len))) goto bad;
+                s += len;
+                if (*s) s++;
+            }
+        }
         else if (!strcmp(a, "--ef")) {
             char *end;
             o->nef = 0;
@@ -332,8 +347,9 @@ int main(int argc, char **argv) {
     /* Queries. */
     size_t nq = qv.rows;
     if (o.max_queries >= 0 && (size_t)o.max_queries < nq) nq = (size_t)o.max_queries;
+    const size_t nt = o.ntrav ? o.ntrav : 1; /* traversal variants measured per ef */
     float *qbuf = malloc(d * sizeof(float));
-    double *lat = malloc((size_t)o.reps * nq * sizeof(double));
+    double *lat = malloc(nt * (size_t)o.reps * nq * sizeof(double));
     if (!qbuf || !lat) {
         free(qbuf);
         free(lat);
@@ -344,73 +360,84 @@ int main(int argc, char **argv) {
     int failed = 0;
     for (size_t ei = 0; ei < o.nef && !failed; ei++) {
         size_t ef = o.efs[ei];
-        fanns_search_explain_t *exs = calloc(nq, sizeof(*exs));
-        int *hits = calloc(nq, sizeof(*hits)), *possible = calloc(nq, sizeof(*possible));
+        fanns_search_explain_t *exs = calloc(nt * nq, sizeof(*exs));
+        int *hits = calloc(nt * nq, sizeof(*hits)), *possible = calloc(nt * nq, sizeof(*possible));
         if (!exs || !hits || !possible) failed = 1;
-        /* Pass 0 untimed (recall, explain); passes 1..reps timed. */
+        /* Pass 0 untimed (recall, explain); passes 1..reps timed; within a pass the traversal
+         * variants take turns. */
         for (unsigned pass = 0; pass <= o.reps && !failed; pass++) {
-            for (size_t i = 0; i < nq && !failed; i++) {
-                if (!qs[i].filter && !o.keep_unfiltered) continue;
-                fanns_filter_t *flt = NULL;
-                fanns_hit_t *res = NULL;
-                size_t nres = 0;
-                fanns_search_explain_t ex;
-                double s = bench_now();
-                if (fanns_filter_compile(qs[i].filter, "filter", &flt, &err)) {
-                    fprintf(stderr, "query %zu: filter: %s\n", i, err.msg);
-                    failed = 1;
-                    break;
+            for (size_t t = 0; t < nt && !failed; t++) {
+                if (o.ntrav && setenv("FANNS_FILTER_TRAVERSAL", o.travs[t], 1)) failed = 1;
+                for (size_t i = 0; i < nq && !failed; i++) {
+                    if (!qs[i].filter && !o.keep_unfiltered) continue;
+                    size_t ti = t * nq + i;
+                    fanns_filter_t *flt = NULL;
+                    fanns_hit_t *res = NULL;
+                    size_t nres = 0;
+                    fanns_search_explain_t ex;
+                    double s = bench_now();
+                    if (fanns_filter_compile(qs[i].filter, "filter", &flt, &err)) {
+                        fprintf(stderr, "query %zu: filter: %s\n", i, err.msg);
+                        failed = 1;
+                        break;
+                    }
+                    memcpy(qbuf, qf + i * d, d * sizeof(float));
+                    fanns_vec_normalize(qbuf, d);
+                    fanns_search_req_t req;
+                    memset(&req, 0, sizeof(req));
+                    req.query = qbuf;
+                    req.filter = flt;
+                    req.limit = o.k;
+                    req.ef = ef;
+                    req.explain = &ex;
+                    req.q_oversampling = o.oversampling;
+                    int rc = fanns_coll_search(coll, &req, &res, &nres, &err);
+                    if (pass == 0 && rc == 0) {
+                        long long ids[1024];
+                        for (size_t j = 0; j < nres && j < 1024; j++) ids[j] = (long long)res[j].id.num;
+                        hits[ti] = bench_hits(g + i * gt.cols, o.k, ids, nres);
+                        for (size_t j = 0; j < o.k; j++) possible[ti] += g[i * gt.cols + j] >= 0;
+                        exs[ti] = ex;
+                    }
+                    fanns_hits_free(res, nres);
+                    fanns_filter_free(flt);
+                    double el = bench_now() - s;
+                    if (rc) {
+                        fprintf(stderr, "query %zu: search: %s (%d)\n", i, err.msg, rc);
+                        failed = 1;
+                        break;
+                    }
+                    if (pass > 0) lat[(t * o.reps + (pass - 1)) * nq + i] = el;
                 }
-                memcpy(qbuf, qf + i * d, d * sizeof(float));
-                fanns_vec_normalize(qbuf, d);
-                fanns_search_req_t req;
-                memset(&req, 0, sizeof(req));
-                req.query = qbuf;
-                req.filter = flt;
-                req.limit = o.k;
-                req.ef = ef;
-                req.explain = &ex;
-                req.q_oversampling = o.oversampling;
-                int rc = fanns_coll_search(coll, &req, &res, &nres, &err);
-                if (pass == 0 && rc == 0) {
-                    long long ids[1024];
-                    for (size_t j = 0; j < nres && j < 1024; j++) ids[j] = (long long)res[j].id.num;
-                    hits[i] = bench_hits(g + i * gt.cols, o.k, ids, nres);
-                    for (size_t j = 0; j < o.k; j++) possible[i] += g[i * gt.cols + j] >= 0;
-                    exs[i] = ex;
-                }
-                fanns_hits_free(res, nres);
-                fanns_filter_free(flt);
-                double el = bench_now() - s;
-                if (rc) {
-                    fprintf(stderr, "query %zu: search: %s (%d)\n", i, err.msg, rc);
-                    failed = 1;
-                    break;
-                }
-                if (pass > 0) lat[(size_t)(pass - 1) * nq + i] = el;
             }
         }
-        for (size_t i = 0; i < nq && !failed; i++) {
-            if (!qs[i].filter && !o.keep_unfiltered) continue;
-            fprintf(out,
-                    "{\"type\":\"query\",\"ef\":%zu,\"qi\":%zu,\"kind\":\"%s\",\"corr\":\"%s\",\"selectivity\":%.8g,"
-                    "\"hits\":%d,\"possible\":%d,\"strategy\":\"%s\",\"est\":%llu,\"est_exact\":%s,\"actual\":%llu,"
-                    "\"local_sel\":%.4f,\"dist_comps\":%llu,\"lat_us\":[",
-                    ef, i, qs[i].kind, qs[i].corr, qs[i].selectivity, hits[i], possible[i],
-                    exs[i].strategy ? exs[i].strategy : "?", (unsigned long long)exs[i].estimated_matches,
-                    exs[i].estimate_exact ? "true" : "false", (unsigned long long)exs[i].actual_matches,
-                    exs[i].local_selectivity, (unsigned long long)exs[i].dist_comps);
-            for (unsigned r = 0; r < o.reps; r++) fprintf(out, "%s%.2f", r ? "," : "", lat[(size_t)r * nq + i] * 1e6);
-            fprintf(out, "]}\n");
-        }
-        if (!failed) {
+        if (o.ntrav) unsetenv("FANNS_FILTER_TRAVERSAL");
+        for (size_t t = 0; t < nt && !failed; t++) {
+            for (size_t i = 0; i < nq; i++) {
+                if (!qs[i].filter && !o.keep_unfiltered) continue;
+                size_t ti = t * nq + i;
+                char trav[64] = "";
+                if (o.ntrav) snprintf(trav, sizeof(trav), "\"trav\":\"%s\",", o.travs[t]);
+                fprintf(out,
+                        "{\"type\":\"query\",\"ef\":%zu,%s\"qi\":%zu,\"kind\":\"%s\",\"corr\":\"%s\",\"selectivity\":%.8g,"
+                        "\"hits\":%d,\"possible\":%d,\"strategy\":\"%s\",\"est\":%llu,\"est_exact\":%s,\"actual\":%llu,"
+                        "\"local_sel\":%.4f,\"dist_comps\":%llu,\"lat_us\":[",
+                        ef, trav, i, qs[i].kind, qs[i].corr, qs[i].selectivity, hits[ti], possible[ti],
+                        exs[ti].strategy ? exs[ti].strategy : "?", (unsigned long long)exs[ti].estimated_matches,
+                        exs[ti].estimate_exact ? "true" : "false", (unsigned long long)exs[ti].actual_matches,
+                        exs[ti].local_selectivity, (unsigned long long)exs[ti].dist_comps);
+                for (unsigned r = 0; r < o.reps; r++)
+                    fprintf(out, "%s%.2f", r ? "," : "", lat[(t * o.reps + r) * nq + i] * 1e6);
+                fprintf(out, "]}\n");
+            }
             /* A one-line summary on stderr so a long run shows progress. */
             long th = 0, tp = 0;
             for (size_t i = 0; i < nq; i++) {
-                th += hits[i];
-                tp += possible[i];
+                th += hits[t * nq + i];
+                tp += possible[t * nq + i];
             }
-            fprintf(stderr, "bench_filtered: ef %zu recall %.4f\n", ef, tp ? (double)th / (double)tp : 1.0);
+            fprintf(stderr, "bench_filtered: ef %zu%s%s recall %.4f\n", ef, o.ntrav ? " " : "", o.ntrav ? o.travs[t] : "",
+                    tp ? (double)th / (double)tp : 1.0);
         }
         free(exs);
         free(hits);
@@ -432,6 +459,7 @@ done:
     free(qlines);
     for (size_t i = 0; qs && i < nql; i++) json_decref(qs[i].filter);
     free(qs);
+    for (size_t i = 0; i < o.ntrav; i++) free(o.travs[i]);
     free(base.data);
     free(qv.data);
     free(gt.data);

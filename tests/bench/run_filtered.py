@@ -97,6 +97,8 @@ def run_dataset(a, n, d, raw):
                a.fanns_ef, "--reps", str(a.reps), "--out", raw + "-fanns.jsonl"]
         if a.fanns_quantization:
             cmd += ["--quantization", a.fanns_quantization, "--oversampling", str(a.fanns_oversampling)]
+        if a.fanns_traversal:
+            cmd += ["--traversal", a.fanns_traversal]
         info["fanns_run"] = run(cmd)
     # One process per peer, each with its own raw file, so one system can be re-run alone.
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -135,7 +137,7 @@ def load_raw(raw):
                     builds.append(r)
                     continue
                 if suffix == "-fanns.jsonl":
-                    r["system"], r["config"] = "fanns", f"ef{r['ef']}"
+                    r["system"], r["config"] = "fanns", f"ef{r['ef']}" + (f"-{r['trav']}" if "trav" in r else "")
                 groups[(r["system"], r["config"])].append(r)
     return groups, builds
 
@@ -467,6 +469,9 @@ def main():
     ap.add_argument("--fanns-quantization", choices=["int8", "binary"],
                     help="give fanns's collection this quantization_config (a separate report, see --suffix)")
     ap.add_argument("--fanns-oversampling", type=float, default=2.0)
+    ap.add_argument("--fanns-traversal",
+                    help="FANNS_FILTER_TRAVERSAL values measured in turn on one graph (e.g. widen,acorn; "
+                         "configs become ef<N>-<value>)")
     ap.add_argument("--suffix", default=None,
                     help="report name suffix (benchmarks-filtered<suffix>.md); default -<quantization> if set")
     a = ap.parse_args()
