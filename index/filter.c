@@ -121,15 +121,34 @@ typedef struct {
     size_t plen;
 } cctx_t;
 
-__attribute__((format(printf, 2, 3))) static size_t path_push(cctx_t *c, const char *fmt, ...) {
-    size_t old = c->plen;
-    if (old < sizeof(c->path) - 1) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(c->path + old, sizeof(c->path) - old, fmt, ap);
-        va_end(ap);
-        c->plen = strlen(c->path);
-    }
+/* Appends to the error path (a filter is compiled on every search: no printf here).
+ * Returns the old length for path_pop. */
+static size_t path_cat(cctx_t *c, const char *s) {
+    size_t old = c->plen, n = strlen(s);
+    if (n > sizeof(c->path) - 1 - c->plen) n = sizeof(c->path) - 1 - c->plen;
+    memcpy(c->path + c->plen, s, n);
+    c->plen += n;
+    c->path[c->plen] = '\0';
+    return old;
+}
+
+/* pre then s: path_key(c, ".", "must") */
+static size_t path_key(cctx_t *c, const char *pre, const char *s) {
+    size_t old = path_cat(c, pre);
+    path_cat(c, s);
+    return old;
+}
+
+/* pre then [i]: path_idx(c, ".interiors", 2) */
+static size_t path_idx(cctx_t *c, const char *pre, size_t i) {
+    char d[24], *e = d + sizeof(d) - 1;
+    *e = '\0';
+    *--e = ']';
+    do *--e = (char)('0' + i % 10);
+    while ((i /= 10) != 0);
+    *--e = '[';
+    size_t old = path_cat(c, pre);
+    path_cat(c, e);
     return old;
 }
 
@@ -271,7 +290,7 @@ int fanns__filter_key_parse(const char *key, const char *path, kpath_t *out, fan
         goto done;
     }
     c->err = err;
-    path_push(c, "%s", path ? path : "key");
+    path_key(c, "", path ? path : "key");
     rc = compile_key(c, v, out);
 done:
     json_decref(v);
@@ -311,7 +330,7 @@ static int compile_list(cctx_t *c, const json_t *v, int depth, list_t *out) {
         return fail(c, FANNS_EINVAL, "filter has more than %d conditions", FANNS_FILTER_MAX_CONDITIONS);
     if (n && !(out->v = calloc(n, sizeof(node_t *)))) return oom(c);
     for (size_t i = 0; i < n; i++) {
-        size_t old = path_push(c, "[%zu]", i);
+        size_t old = path_idx(c, "", i);
         out->n = i + 1;
         int rc = compile_condition(c, json_array_get(v, i), depth, &out->v[i]);
         if (rc) return rc;
@@ -330,7 +349,7 @@ static int compile_filter(cctx_t *c, const json_t *v, int depth, node_t **out) {
     const char *k;
     json_t *val;
     json_object_foreach((json_t *)v, k, val) {
-        size_t old = path_push(c, ".%s", k);
+        size_t old = path_key(c, ".", k);
         int rc = 0;
         if (strcmp(k, "must") == 0) {
             rc = compile_list(c, val, depth, &n->u.f.must);
@@ -347,19 +366,19 @@ static int compile_filter(cctx_t *c, const json_t *v, int depth, node_t **out) {
             json_t *v2;
             json_object_foreach(val, k2, v2) {
                 if (strcmp(k2, "conditions") && strcmp(k2, "min_count")) {
-                    path_push(c, ".%s", k2);
+                    path_key(c, ".", k2);
                     return fail(c, FANNS_EINVAL, "unknown field '%s', expected one of 'conditions', 'min_count'", k2);
                 }
             }
             if (!conds) return fail(c, FANNS_EINVAL, "missing field 'conditions'");
             if (!mc) return fail(c, FANNS_EINVAL, "missing field 'min_count'");
-            size_t o2 = path_push(c, ".min_count");
+            size_t o2 = path_key(c, ".", "min_count");
             if (!json_is_integer(mc) || json_integer_value(mc) < 0)
                 return fail(c, FANNS_EINVAL, "expected a non-negative integer, got %s", json_type_name(mc));
             if (json_integer_value(mc) < 1) return fail(c, FANNS_EVALIDATE, "min_count must be greater than 0");
             n->u.f.min_count = (size_t)json_integer_value(mc);
             path_pop(c, o2);
-            o2 = path_push(c, ".conditions");
+            o2 = path_key(c, ".", "conditions");
             if (!json_is_array(conds))
                 return fail(c, FANNS_EINVAL, "expected a list of conditions, got %s", json_type_name(conds));
             rc = compile_list(c, conds, depth, &n->u.f.min_should);
@@ -384,7 +403,7 @@ static int only_keys(cctx_t *c, const json_t *obj, const char *const *allowed, c
         for (const char *const *a = allowed; *a; a++)
             if (strcmp(k, *a) == 0) ok = true;
         if (!ok) {
-            path_push(c, ".%s", k);
+            path_key(c, ".", k);
             return fail(c, FANNS_EINVAL, "unknown field '%s', expected %s", k, expected);
         }
     }
@@ -399,7 +418,7 @@ static int compile_payload_field(cctx_t *c, const json_t *v, kpath_t *out) {
     if (rc) return rc;
     const json_t *k = json_object_get(v, "key");
     if (!k) return fail(c, FANNS_EINVAL, "missing field 'key'");
-    size_t old = path_push(c, ".key");
+    size_t old = path_key(c, ".", "key");
     rc = compile_key(c, k, out);
     if (rc) return rc;
     path_pop(c, old);
@@ -436,13 +455,13 @@ static int compile_value_list(cctx_t *c, const json_t *v, field_t *f, bool excep
         const json_t *e = json_array_get(v, i);
         if (ints) {
             if (!json_is_integer(e)) {
-                path_push(c, "[%zu]", i);
+                path_idx(c, "", i);
                 return fail(c, FANNS_EINVAL, "expected an integer like the first value, got %s", json_type_name(e));
             }
             f->ints[f->nints++] = json_integer_value(e);
         } else {
             if (!json_is_string(e)) {
-                path_push(c, "[%zu]", i);
+                path_idx(c, "", i);
                 return fail(c, FANNS_EINVAL, "expected a string like the first value, got %s", json_type_name(e));
             }
             str_t *s = &f->strs[f->nstrs];
@@ -466,7 +485,7 @@ static int compile_match(cctx_t *c, const json_t *v, field_t *f) {
     }
     const char *k = json_object_iter_key(json_object_iter((json_t *)v));
     const json_t *val = json_object_get(v, k);
-    size_t old = path_push(c, ".%s", k);
+    size_t old = path_key(c, ".", k);
     int rc = 0;
     f->has_match = true;
     if (strcmp(k, "value") == 0) {
@@ -542,7 +561,7 @@ static int compile_range(cctx_t *c, const json_t *v, field_t *f) {
     json_object_foreach((json_t *)v, k, b) {
         int i = bound_index(k);
         if (json_is_null(b)) continue;
-        size_t old = path_push(c, ".%s", k);
+        size_t old = path_key(c, ".", k);
         if (dt) {
             if (!json_is_string(b))
                 return fail(c, FANNS_EINVAL, "datetime range bounds must all be RFC 3339 strings, got %s", json_type_name(b));
@@ -571,7 +590,7 @@ static int compile_values_count(cctx_t *c, const json_t *v, field_t *f) {
     json_object_foreach((json_t *)v, k, b) {
         if (json_is_null(b)) continue;
         int i = bound_index(k);
-        size_t old = path_push(c, ".%s", k);
+        size_t old = path_key(c, ".", k);
         if (!json_is_integer(b) || json_integer_value(b) < 0)
             return fail(c, FANNS_EINVAL, "expected a non-negative integer, got %s", json_type_name(b));
         f->vc[i] = (uint64_t)json_integer_value(b);
@@ -603,14 +622,14 @@ static int compile_ring(cctx_t *c, const json_t *v, ring_t *r) {
     int rc = only_keys(c, v, allowed, "'points'");
     if (rc) return rc;
     const json_t *pts = json_object_get(v, "points");
-    size_t old = path_push(c, ".points");
+    size_t old = path_key(c, ".", "points");
     if (!json_is_array(pts)) return fail(c, FANNS_EINVAL, "expected a list of geo points");
     size_t n = json_array_size(pts);
     if (n > FANNS_FILTER_MAX_LIST) return fail(c, FANNS_EINVAL, "list has more than %d values", FANNS_FILTER_MAX_LIST);
     if (n <= 3) return fail(c, FANNS_EVALIDATE, "polygon invalid, the size must be at least 4, got %zu", n);
     if (!(r->pts = calloc(n, sizeof(geo_pt_t)))) return oom(c);
     for (size_t i = 0; i < n; i++) {
-        size_t o2 = path_push(c, "[%zu]", i);
+        size_t o2 = path_idx(c, "", i);
         rc = compile_geo_point(c, json_array_get(pts, i), &r->pts[i]);
         if (rc) return rc;
         r->n = i + 1;
@@ -629,10 +648,10 @@ static int compile_geo(cctx_t *c, const char *k, const json_t *v, field_t *f) {
         static const char *const allowed[] = {"center", "radius", NULL};
         if ((rc = only_keys(c, v, allowed, "'center' or 'radius'"))) return rc;
         const json_t *center = json_object_get(v, "center"), *radius = json_object_get(v, "radius");
-        size_t old = path_push(c, ".center");
+        size_t old = path_key(c, ".", "center");
         if ((rc = compile_geo_point(c, center, &f->center))) return rc;
         path_pop(c, old);
-        path_push(c, ".radius");
+        path_key(c, ".", "radius");
         if (!json_is_number(radius)) return fail(c, FANNS_EINVAL, "expected a number of meters");
         f->radius = json_number_value(radius);
         path_pop(c, old);
@@ -640,10 +659,10 @@ static int compile_geo(cctx_t *c, const char *k, const json_t *v, field_t *f) {
     } else if (strcmp(k, "geo_bounding_box") == 0) {
         static const char *const allowed[] = {"top_left", "bottom_right", NULL};
         if ((rc = only_keys(c, v, allowed, "'top_left' or 'bottom_right'"))) return rc;
-        size_t old = path_push(c, ".top_left");
+        size_t old = path_key(c, ".", "top_left");
         if ((rc = compile_geo_point(c, json_object_get(v, "top_left"), &f->top_left))) return rc;
         path_pop(c, old);
-        path_push(c, ".bottom_right");
+        path_key(c, ".", "bottom_right");
         if ((rc = compile_geo_point(c, json_object_get(v, "bottom_right"), &f->bottom_right))) return rc;
         path_pop(c, old);
         f->has_bbox = true;
@@ -653,17 +672,17 @@ static int compile_geo(cctx_t *c, const char *k, const json_t *v, field_t *f) {
         const json_t *ext = json_object_get(v, "exterior"), *ints = json_object_get(v, "interiors");
         size_t nint = json_is_array(ints) ? json_array_size(ints) : 0;
         if (ints && !json_is_null(ints) && !json_is_array(ints)) {
-            path_push(c, ".interiors");
+            path_key(c, ".", "interiors");
             return fail(c, FANNS_EINVAL, "expected a list of line strings, got %s", json_type_name(ints));
         }
         if (nint > FANNS_FILTER_MAX_LIST) return fail(c, FANNS_EINVAL, "too many interiors");
         if (!(f->rings = calloc(nint + 1, sizeof(ring_t)))) return oom(c);
-        size_t old = path_push(c, ".exterior");
+        size_t old = path_key(c, ".", "exterior");
         if ((rc = compile_ring(c, ext, &f->rings[0]))) return rc;
         f->nrings = 1;
         path_pop(c, old);
         for (size_t i = 0; i < nint; i++) {
-            path_push(c, ".interiors[%zu]", i);
+            path_idx(c, ".interiors", i);
             if ((rc = compile_ring(c, json_array_get(ints, i), &f->rings[i + 1]))) return rc;
             f->nrings++;
             path_pop(c, old);
@@ -679,7 +698,7 @@ static int compile_field(cctx_t *c, const json_t *v, node_t *n) {
     const char *k;
     json_t *val;
     json_object_foreach((json_t *)v, k, val) {
-        size_t old = path_push(c, ".%s", k);
+        size_t old = path_key(c, ".", k);
         int rc = 0;
         if (strcmp(k, "key") == 0) {
             rc = compile_key(c, val, &f->key);
@@ -723,7 +742,7 @@ static int compile_has_id(cctx_t *c, const json_t *v, node_t *n) {
     if (cnt > FANNS_FILTER_MAX_LIST) return fail(c, FANNS_EINVAL, "list has more than %d ids", FANNS_FILTER_MAX_LIST);
     if (cnt && !(n->u.has_id.keys = malloc(cnt * FANNS_PID_KEYLEN))) return oom(c);
     for (size_t i = 0; i < cnt; i++) {
-        size_t old = path_push(c, "[%zu]", i);
+        size_t old = path_idx(c, "", i);
         fanns_pid_t id;
         int rc = fanns_pid_from_json(json_array_get(v, i), &id, c->path, c->err);
         if (rc) return rc;
@@ -743,7 +762,7 @@ static int compile_nested(cctx_t *c, const json_t *v, int depth, node_t *n) {
     const json_t *key = json_object_get(v, "key"), *flt = json_object_get(v, "filter");
     if (!key) return fail(c, FANNS_EINVAL, "missing field 'key'");
     if (!flt) return fail(c, FANNS_EINVAL, "missing field 'filter'");
-    size_t old = path_push(c, ".key");
+    size_t old = path_key(c, ".", "key");
     if ((rc = compile_key(c, key, &n->u.nested.key))) return rc;
     kpath_t *kp = &n->u.nested.key;
     if (kp->segs[kp->n - 1].kind != SEG_ALL) {
@@ -751,7 +770,7 @@ static int compile_nested(cctx_t *c, const json_t *v, int depth, node_t *n) {
         if (seg_add(kp, &cap, SEG_ALL, 0, NULL, 0)) return oom(c);
     }
     path_pop(c, old);
-    path_push(c, ".filter");
+    path_key(c, ".", "filter");
     if ((rc = compile_filter(c, flt, depth + 1, &n->u.nested.filter))) return rc;
     path_pop(c, old);
     return 0;
@@ -773,7 +792,7 @@ static int compile_condition(cctx_t *c, const json_t *v, int depth, node_t **out
         if (!val) continue;
         const char *const allowed[] = {special[i], NULL};
         if ((rc = only_keys(c, v, allowed, "no other field in this condition"))) return rc;
-        size_t old = path_push(c, ".%s", special[i]);
+        size_t old = path_key(c, ".", special[i]);
         if (i >= 4) return fail(c, FANNS_EINVAL, "the '%s' condition is not supported by this server", special[i]);
         node_t *n = node_new(i == 0 ? N_IS_EMPTY : i == 1 ? N_IS_NULL : i == 2 ? N_HAS_ID : N_NESTED);
         if (!n) return oom(c);
@@ -799,7 +818,7 @@ int fanns_filter_compile(const json_t *filter, const char *path, fanns_filter_t 
         goto fail;
     }
     c->err = err;
-    path_push(c, "%s", path ? path : "filter");
+    path_key(c, "", path ? path : "filter");
     rc = compile_filter(c, filter, 1, &f->root);
     if (rc) goto fail;
     f->nconds = c->nconds;

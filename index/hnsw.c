@@ -522,10 +522,13 @@ typedef struct search_ctx {
     const fanns_codec_query_t *cq; /* with a codec: q prepared for code distances, or NULL */
     fanns_hnsw_filter_fn filter;
     void *fctx;
+    const uint64_t *bits;   /* the filter as a bitset (opts->bits), or NULL */
+    uint32_t nbits;
     uint32_t exclude;       /* never a result (the node being relinked), or NO_NODE */
     bool skip_deleted;
     uint32_t hop_cap;       /* > 0: level 0 by search_twohop with this cap */
     uint64_t dist_comps, visited;
+    uint64_t ftests, fpasses; /* filter tests and acceptances (stats) */
 } search_ctx_t;
 
 /* Distance from the search's query to off: on the code with a prepared query, else from
@@ -643,10 +646,21 @@ static size_t search_pool(search_ctx_t *c, uint32_t ep, size_t ef, int l) {
 }
 
 /* Whether off may be returned. */
-static inline bool admissible(const search_ctx_t *c, uint32_t off) {
+static inline bool admissible(search_ctx_t *c, uint32_t off) {
     if (off == c->exclude) return false;
     if (c->skip_deleted && is_deleted(c->h, off)) return false;
-    if (c->filter && !c->filter(c->fctx, off)) return false;
+    if (c->bits) {
+        bool ok = off < c->nbits && (c->bits[off >> 6] >> (off & 63) & 1);
+        c->ftests++;
+        c->fpasses += ok;
+        return ok;
+    }
+    if (c->filter) {
+        bool ok = c->filter(c->fctx, off);
+        c->ftests++;
+        c->fpasses += ok;
+        return ok;
+    }
     return true;
 }
 
@@ -699,7 +713,7 @@ static size_t search_heap(search_ctx_t *c, uint32_t ep, size_t ef, int l) {
 
 /* Whether off may be returned, for the two-hop search: the answer of admissible(), asked
  * once per node and search (rejections are remembered in ftags). */
-static inline bool passes(const search_ctx_t *c, uint16_t *ftags, uint16_t epoch, uint32_t off) {
+static inline bool passes(search_ctx_t *c, uint16_t *ftags, uint16_t epoch, uint32_t off) {
     if (ftags[off] == epoch) return false;
     if (admissible(c, off)) return true;
     ftags[off] = epoch;
@@ -1582,12 +1596,17 @@ int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, f
     int top;
     ep_get(h, &ep, &top);
     if (top < 0 || k == 0) {
-        if (stats) *stats = (fanns_hnsw_stats_t){0, 0};
+        if (stats) *stats = (fanns_hnsw_stats_t){0, 0, 0, 0};
         return 0;
     }
     scratch_t *s = scratch_get();
     if (!s || scratch_prepare(h, s, ef)) return FANNS_ENOMEM;
     search_ctx_t c = {.h = h, .s = s, .q = q, .filter = filter, .fctx = fctx, .exclude = NO_NODE};
+    if (opts && opts->bits) {
+        c.bits = opts->bits;
+        c.nbits = opts->nbits;
+        c.filter = NULL;
+    }
     if (opts && opts->mode == FANNS_HNSW_FILTER_TWO_HOP) {
         c.hop_cap = opts->hop_cap ? opts->hop_cap : h->m0;
         if (c.hop_cap > h->m0 * (h->m0 + 1u)) c.hop_cap = h->m0 * (h->m0 + 1u); /* the most one expansion can gather */
@@ -1603,7 +1622,7 @@ int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, f
     }
     int rc = search_levels(&c, ep, top, k, ef, out, n);
     fanns_codec_query_free(cq);
-    if (stats) *stats = (fanns_hnsw_stats_t){c.dist_comps, c.visited};
+    if (stats) *stats = (fanns_hnsw_stats_t){c.dist_comps, c.visited, c.ftests, c.fpasses};
     return rc;
 }
 
@@ -1617,7 +1636,7 @@ static int search_levels(search_ctx_t *cp, uint32_t ep, int top, size_t k, size_
     c.dist_comps = 1;
     for (int l = top; l > 0; l--) greedy(&c, l, &cur, &curd);
     size_t got;
-    if (!c.filter && __atomic_load_n(&h->ndeleted, __ATOMIC_RELAXED) == 0) {
+    if (!c.filter && !c.bits && __atomic_load_n(&h->ndeleted, __ATOMIC_RELAXED) == 0) {
         got = search_pool(&c, cur, ef, 0);
         if (got == (size_t)-1) return FANNS_ENOMEM;
         if (got > k) got = k;
@@ -1633,6 +1652,8 @@ static int search_levels(search_ctx_t *cp, uint32_t ep, int top, size_t k, size_
     *n = got;
     cp->dist_comps = c.dist_comps;
     cp->visited = c.visited;
+    cp->ftests = c.ftests;
+    cp->fpasses = c.fpasses;
     return 0;
 }
 

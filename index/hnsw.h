@@ -54,6 +54,8 @@ typedef struct fanns_hnsw_result {
 typedef struct fanns_hnsw_stats {
     uint64_t dist_comps;    /* distance computations */
     uint64_t visited;       /* nodes visited on level 0 */
+    uint64_t filter_tests;  /* filtered searches: live nodes tested against the filter */
+    uint64_t filter_passes; /* ... and accepted by it */
 } fanns_hnsw_stats_t;
 
 /* Keeps a candidate when it returns true; called with offsets of live (not deleted) nodes. */
@@ -116,6 +118,13 @@ typedef enum fanns_hnsw_filter_mode {
 typedef struct fanns_hnsw_search_opts {
     fanns_hnsw_filter_mode_t mode; /* ignored without a filter and with no deleted node */
     uint32_t hop_cap;              /* TWO_HOP: accepted candidates gathered per expansion; 0: 2m */
+    /* The filter as a bitset over offsets, tested inline instead of calling a filter
+     * function (which is then ignored): off is accepted when bit off % 64 of
+     * bits[off / 64] is set and off < nbits.  Borrowed for the call.  A search tests tens
+     * of thousands of nodes at middle selectivities; a bit test costs about a nanosecond,
+     * a call into a compressed bitmap tens. */
+    const uint64_t *bits;
+    uint32_t nbits;
 } fanns_hnsw_search_opts_t;
 
 /* fanns_hnsw_search with options (opts NULL: the defaults, i.e. fanns_hnsw_search).  In

@@ -612,6 +612,7 @@ static int run_search(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const
     req.limit = (size_t)limit;
     req.offset = (size_t)offset;
     req.with_vector = wv;
+    req.no_payload = sel.mode == 0;
     rc = fanns_coll_search(c, &req, &hits, &nh, &ctx->err);
     if (rc == 0) {
         *out = json_array();

@@ -303,10 +303,11 @@ void fanns_hits_free(fanns_hit_t *hits, size_t n) {
     free(hits);
 }
 
-int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, fanns_vread_t *vr, fanns_hit_t *h) {
+int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, bool with_payload, fanns_vread_t *vr,
+                         fanns_hit_t *h) {
     h->id = c->pids[off];
     h->version = c->versions[off];
-    h->payload = c->payloads[off] ? json_incref(c->payloads[off]) : NULL;
+    h->payload = with_payload && c->payloads[off] ? json_incref(c->payloads[off]) : NULL;
     h->vector = NULL;
     if (with_vector) {
         h->vector = malloc(c->dim * sizeof(float));
@@ -446,7 +447,8 @@ typedef struct match_set {
     roaring_bitmap_t *bits, *sure;
     bool exact;
     bool two_hop; /* search_graph walks the matching subgraph (FANNS_HNSW_FILTER_TWO_HOP) */
-    uint64_t *seen; /* if not NULL, accept_graph counts the live points it tests [0] and the matching ones [1] */
+    uint64_t *gbits; /* if not NULL, the slots the graph may return (match_bits): the walk
+                        tests these bits instead of calling accept_graph */
 } match_set_t;
 
 static inline bool matches(const match_set_t *ms, uint32_t off) {
@@ -639,12 +641,28 @@ fail:
     return rc;
 }
 
+/* A match set small enough that scoring it exactly beats the code scan: no more matches than
+ * the code scan would rescore anyway (k * oversampling), or, with the vectors in RAM, at most
+ * SMALL_EXACT_RAM, where preparing the code query and the rescoring reads cost more than
+ * scoring the few float32 vectors outright. */
+#ifndef SMALL_EXACT_RAM
+#define SMALL_EXACT_RAM 64
+#endif
+static bool small_match_set(const fanns_vread_t *vr, const fanns_search_req_t *req,
+                            const match_set_t *ms, size_t k) {
+    if (req->q_no_rescore) return false; /* the caller asked for the code scores */
+    uint64_t n = roaring_bitmap_get_cardinality(ms->bits);
+    double os = req->q_oversampling >= 1.0 ? req->q_oversampling : 1.0;
+    return (double)n <= ceil((double)k * os) || (!vr->txn && n <= SMALL_EXACT_RAM);
+}
+
 /* Scan: every live point (ms NULL) or the match set; exact unless the codes may be used. */
 static int search_scan(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_search_req_t *req, cand_t *heap, size_t *nh,
                        size_t k, const match_set_t *ms, fanns_search_explain_t *ex) {
     const fanns_metric_t m = c->metric;
     const size_t d = c->dim;
-    if (c->qc && !req->exact && !req->q_ignore) return search_scan_codes(c, vr, req, heap, nh, k, ms, ex);
+    if (c->qc && !req->exact && !req->q_ignore && !(ms && small_match_set(vr, req, ms, k)))
+        return search_scan_codes(c, vr, req, heap, nh, k, ms, ex);
     if (!ms && vr->txn) {
         /* On disk: one cursor walk over the collection's records (sequential in the file). */
         ex->strategy = "exact_scan";
@@ -688,6 +706,26 @@ static int search_scan(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_sea
     return 0;
 }
 
+/* The slots a filtered walk may return, as a bitset over offsets (malloc'ed, c->nslots
+ * bits): the exact match set ms->bits (live points only) less the stale slots, which the
+ * graph does not reflect (accept_graph's rule).  NULL when out of memory. */
+static uint64_t *match_bits(const fanns_coll_t *c, const match_set_t *ms) {
+    const uint32_t ns = c->nslots;
+    uint64_t *b = calloc(((size_t)ns + 63) / 64 + 1, sizeof(uint64_t));
+    if (!b) return NULL;
+    roaring_uint32_iterator_t it;
+    roaring_init_iterator(ms->bits, &it);
+    uint32_t buf[SCAN_BATCH];
+    for (uint32_t n; (n = roaring_read_uint32_iterator(&it, buf, SCAN_BATCH)) > 0;)
+        for (uint32_t i = 0; i < n; i++)
+            if (buf[i] < ns) b[buf[i] >> 6] |= 1ull << (buf[i] & 63);
+    for (uint32_t i = 0; i < c->nstale; i++) {
+        uint32_t off = c->stale_list[i];
+        if (off < ns) b[off >> 6] &= ~(1ull << (off & 63));
+    }
+    return b;
+}
+
 typedef struct graph_accept {
     const fanns_coll_t *c;
     const match_set_t *ms;
@@ -699,12 +737,7 @@ static bool accept_graph(void *ctx, uint32_t off) {
     const fanns_coll_t *c = a->c;
     if (!(off < c->nslots && c->live[off] && c->stale_pos[off] == UINT32_MAX)) return false;
     if (!a->ms) return true;
-    bool ok = matches(a->ms, off);
-    if (a->ms->seen) {
-        a->ms->seen[0]++;
-        a->ms->seen[1] += ok;
-    }
-    return ok;
+    return matches(a->ms, off);
 }
 
 /* Graph search (with the match set as filter when ms != NULL) plus an exact score of every
@@ -733,14 +766,18 @@ static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_se
         if (kq > c->count) kq = c->count > k ? c->count : k;
     }
     fanns_hnsw_result_t *res = malloc(kq * sizeof(*res));
-    fanns_hnsw_stats_t st = {0, 0};
+    fanns_hnsw_stats_t st = {0, 0, 0, 0};
     size_t nres = 0;
     graph_accept_t acc = {c, ms};
     if (!res) return FANNS_ENOMEM;
     /* With no filter and nothing stale, every graph node is live and current: no callback,
      * which lets the graph take its fast path. */
     bool plain = !ms && c->nstale == 0;
-    fanns_hnsw_search_opts_t so = {ms && ms->two_hop ? FANNS_HNSW_FILTER_TWO_HOP : FANNS_HNSW_FILTER_TRAVERSE, 0};
+    fanns_hnsw_search_opts_t so = {.mode = ms && ms->two_hop ? FANNS_HNSW_FILTER_TWO_HOP : FANNS_HNSW_FILTER_TRAVERSE};
+    if (ms && ms->gbits) {
+        so.bits = ms->gbits;
+        so.nbits = c->nslots;
+    }
     int rc = fanns_hnsw_search_ex(c->hnsw, req->query, kq, ef < kq ? kq : ef, plain ? NULL : accept_graph, &acc, &so, res,
                                   &nres, &st);
     if (rc) {
@@ -751,6 +788,8 @@ static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_se
     else if (ms->two_hop) ex->strategy = c->gcodec ? "hnsw_codes_acorn" : "hnsw_acorn";
     else ex->strategy = c->gcodec ? "hnsw_codes_filtered" : "hnsw_filtered";
     ex->dist_comps += st.dist_comps;
+    /* The walk's pass rate: the share of the points it tested that match (search_filtered). */
+    if (ms && st.filter_tests) ex->local_selectivity = (double)st.filter_passes / (double)st.filter_tests;
     for (size_t i = 0; i < nres; i++) {
         if (estimates) {
             heap_push(heap, nh, k, (cand_t){dist_to_key(m, res[i].dist), res[i].off});
@@ -806,7 +845,6 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
                            size_t *nh, size_t k, fanns_search_explain_t *ex) {
     fanns_pindex_points_t pts = {pts_pid, pts_payload, pts_offset, (void *)c};
     match_set_t ms = {c, req->filter, NULL, NULL, false, false, NULL};
-    uint64_t seen[2] = {0, 0};
     fanns_err_t err;
     int rc = fanns_pindex_eval(c->pindex, req->filter, c->live_bm, &pts, &ms.bits, &ms.sure, &ms.exact, &err);
     if (rc) return rc;
@@ -836,10 +874,7 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
          * role: far below the global selectivity, the filter is anti-correlated with the
          * query and the walk's result is replaced by the exact scan (below). */
         if ((double)est <= ACORN_DC_PER_EF * (double)ef) use_graph = false;
-        else {
-            ms.two_hop = true;
-            ms.seen = seen;
-        }
+        else ms.two_hop = true;
     } else if (use_graph) {
         /* Widened beam.  Correlation probe: the share of the query's unfiltered neighbourhood that passes.
          * It decides twice.  When it is far below the global selectivity, the filter cuts
@@ -850,7 +885,7 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
          * with the beam widened by the local pass rate so about ef passing candidates are kept. */
         fanns_hnsw_result_t *probe = malloc(ef * sizeof(*probe));
         size_t np = 0, pass = 0;
-        fanns_hnsw_stats_t pst = {0, 0};
+        fanns_hnsw_stats_t pst = {0, 0, 0, 0};
         graph_accept_t acc = {c, NULL};
         if (!probe) rc = FANNS_ENOMEM;
         else rc = fanns_hnsw_search(c->hnsw, req->query, ef, ef, c->nstale ? accept_graph : NULL, &acc, probe, &np, &pst);
@@ -869,11 +904,17 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
         size_t nh0 = *nh;
         fanns_search_req_t r2 = *req;
         r2.ef = ef_graph;
+        /* An exact match set becomes a bitset the walk tests inline. */
+        if (ms.exact && !(ms.gbits = match_bits(c, &ms))) {
+            rc = FANNS_ENOMEM;
+            goto out;
+        }
+        double probed = ex->local_selectivity;
         rc = search_graph(c, vr, &r2, heap, nh, k, &ms, ex);
-        if (ms.two_hop && seen[0]) {
-            double local = (double)seen[1] / (double)seen[0];
-            ex->local_selectivity = local;
-            if (rc == 0 && local < ACORN_ANTI * sel) rc = 1;
+        if (ms.two_hop && ex->local_selectivity >= 0) {
+            if (rc == 0 && ex->local_selectivity < ACORN_ANTI * sel) rc = 1;
+        } else {
+            ex->local_selectivity = probed; /* the probe's, as explained for the widened beam */
         }
         if (rc == 1) {
             /* The traversal could not fill the result (the filter isolates the matches from
@@ -891,6 +932,7 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
         ex->dist_comps += dc;
     }
 out:
+    free(ms.gbits);
     roaring_bitmap_free(ms.bits);
     if (ms.sure) roaring_bitmap_free(ms.sure);
     return rc;
@@ -958,7 +1000,7 @@ int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_
             if (req->has_threshold &&
                 (fanns_metric_higher_better(m) ? score < req->score_threshold : score > req->score_threshold))
                 break;
-            rc = fanns__coll_fill_hit(c, cd->off, req->with_vector, &vr, &hits[*n]);
+            rc = fanns__coll_fill_hit(c, cd->off, req->with_vector, !req->no_payload, &vr, &hits[*n]);
             hits[*n].score = score;
             (*n)++;
             if (rc) {
@@ -1004,7 +1046,7 @@ int fanns_coll_get_points(fanns_coll_t *c, const fanns_pid_t *ids, size_t nids, 
     for (size_t i = 0; i < nids; i++) {
         int64_t off = fanns__coll_find(c, &ids[i]);
         if (off < 0) continue;
-        rc = fanns__coll_fill_hit(c, (uint32_t)off, with_vector, &vr, &hits[*n]);
+        rc = fanns__coll_fill_hit(c, (uint32_t)off, with_vector, true, &vr, &hits[*n]);
         (*n)++;
         if (rc) {
             read_err(err, rc);

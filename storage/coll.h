@@ -26,7 +26,8 @@ int fanns__coll_free_slot(fanns_coll_t *c, uint32_t off);
 int fanns__coll_rebuild_freelist(fanns_coll_t *c);
 /* Fills a hit from slot off (payload reference, optional vector copy read through vr, which
  * may be NULL when with_vector is false). */
-int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, fanns_vread_t *vr, fanns_hit_t *h);
+int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, bool with_payload, fanns_vread_t *vr,
+                         fanns_hit_t *h);
 
 /* ---- vecs.c: where float32 vectors are read from ---- */
 

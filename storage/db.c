@@ -980,7 +980,7 @@ int fanns_coll_scroll(fanns_coll_t *c, const fanns_pid_t *start, const fanns_fil
             *next = id;
             break;
         }
-        if ((rc = fanns__coll_fill_hit(c, (uint32_t)off, with_vector, &vr, &hits[*n])) != 0) {
+        if ((rc = fanns__coll_fill_hit(c, (uint32_t)off, with_vector, true, &vr, &hits[*n])) != 0) {
             (*n)++;
             rc = fanns_err_set(err, rc, NULL, rc == FANNS_ENOMEM ? "out of memory" : "storage error reading vectors");
             goto fail;

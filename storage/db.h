@@ -181,6 +181,8 @@ typedef struct fanns_search_req {
     bool has_threshold;
     float score_threshold;      /* Cosine/Dot: keep score >= t; Euclid/Manhattan: score <= t */
     bool with_vector;
+    bool no_payload;            /* the caller does not read the hits' payloads (left NULL):
+                                   saves touching each hit's payload (a cache miss apiece) */
     bool exact;                 /* params.exact: scan every point, ignore the index */
     size_t ef;                  /* params.hnsw_ef (0: the collection's ef_construct) */
     fanns_search_explain_t *explain; /* filled when not NULL */

@@ -61,6 +61,9 @@ typedef struct {
     int keep_unfiltered;
     const char *quant;      /* NULL, "int8" or "binary": the collection's quantization_config */
     char *travs[8];         /* --traversal values (strdup'ed), ntrav of them; 0: the planner's */
+    size_t evict_mb;        /* --evict-mb: stream this many MiB between queries (untimed), so a
+                               run over a few queries sees the caches a full run leaves them in */
+    const char *trav_var;   /* the environment variable they set (--ab-var; FANNS_FILTER_TRAVERSAL) */
     size_t ntrav;
     double oversampling;    /* params.quantization.oversampling (0: the default) */
 } opts_t;
@@ -75,8 +78,9 @@ static void usage(const char *prog) {
     fprintf(stderr,
             "usage: %s --data DIR [--ef 32,64,128,256] [--m 16] [--efc 200] [--k 10] [--reps 3]\n"
             "          [--full-scan-kb 10000] [--indexing-kb 10000] [--batch 1000] [--tmp /tmp]\n"
-            "          [--max-queries N] [--unfiltered 0|1] [--out FILE]\n"
+            "          [--max-queries N] [--unfiltered 0|1] [--out FILE] [--evict-mb N]\n"
             "          [--quantization int8|binary [--oversampling F]] [--traversal widen,acorn,...]\n"
+            "          [--ab-var NAME (the variable --traversal sets; FANNS_FILTER_TRAVERSAL)]\n"
             "DIR holds base.npy, base.jsonl, queries.npy, queries.jsonl, gt.npy (arxiv_like.py).\n",
             prog);
 }
@@ -88,6 +92,7 @@ static int parse(int argc, char **argv, opts_t *o) {
     o->efc = 200;
     o->k = 10;
     o->reps = 3;
+    o->trav_var = "FANNS_FILTER_TRAVERSAL";
     o->batch = 1000;
     o->full_scan_kb = 10000;
     o->indexing_kb = 10000;
@@ -109,9 +114,11 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--full-scan-kb")) o->full_scan_kb = strtoul(v, NULL, 10);
         else if (!strcmp(a, "--indexing-kb")) o->indexing_kb = strtoul(v, NULL, 10);
         else if (!strcmp(a, "--max-queries")) o->max_queries = atol(v);
+        else if (!strcmp(a, "--evict-mb")) o->evict_mb = strtoul(v, NULL, 10);
         else if (!strcmp(a, "--unfiltered")) o->keep_unfiltered = atoi(v);
         else if (!strcmp(a, "--quantization")) o->quant = v;
         else if (!strcmp(a, "--oversampling")) o->oversampling = atof(v);
+        else if (!strcmp(a, "--ab-var")) o->trav_var = v;
         else if (!strcmp(a, "--traversal")) {
             for (const char *s = v; *s && o->ntrav < 8;) {
                 size_t len = strcspn(s, ",");
@@ -356,6 +363,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     const float *qf = (const float *)qv.data;
+    uint64_t *evict = o.evict_mb ? calloc(o.evict_mb << 17, sizeof(uint64_t)) : NULL;
     const int32_t *g = (const int32_t *)gt.data;
     int failed = 0;
     for (size_t ei = 0; ei < o.nef && !failed; ei++) {
@@ -367,7 +375,7 @@ int main(int argc, char **argv) {
          * variants take turns. */
         for (unsigned pass = 0; pass <= o.reps && !failed; pass++) {
             for (size_t t = 0; t < nt && !failed; t++) {
-                if (o.ntrav && setenv("FANNS_FILTER_TRAVERSAL", o.travs[t], 1)) failed = 1;
+                if (o.ntrav && setenv(o.trav_var, o.travs[t], 1)) failed = 1;
                 for (size_t i = 0; i < nq && !failed; i++) {
                     if (!qs[i].filter && !o.keep_unfiltered) continue;
                     size_t ti = t * nq + i;
@@ -375,6 +383,9 @@ int main(int argc, char **argv) {
                     fanns_hit_t *res = NULL;
                     size_t nres = 0;
                     fanns_search_explain_t ex;
+                    if (evict) {
+                        for (size_t j = 0; j < o.evict_mb << 17; j += 8) evict[j]++;
+                    }
                     double s = bench_now();
                     if (fanns_filter_compile(qs[i].filter, "filter", &flt, &err)) {
                         fprintf(stderr, "query %zu: filter: %s\n", i, err.msg);
@@ -388,6 +399,7 @@ int main(int argc, char **argv) {
                     req.query = qbuf;
                     req.filter = flt;
                     req.limit = o.k;
+                    req.no_payload = true; /* as /points/search by default (with_payload false) */
                     req.ef = ef;
                     req.explain = &ex;
                     req.q_oversampling = o.oversampling;
@@ -411,7 +423,7 @@ int main(int argc, char **argv) {
                 }
             }
         }
-        if (o.ntrav) unsetenv("FANNS_FILTER_TRAVERSAL");
+        if (o.ntrav) unsetenv(o.trav_var);
         for (size_t t = 0; t < nt && !failed; t++) {
             for (size_t i = 0; i < nq; i++) {
                 if (!qs[i].filter && !o.keep_unfiltered) continue;
@@ -445,6 +457,7 @@ int main(int argc, char **argv) {
     }
     free(qbuf);
     free(lat);
+    free(evict);
     fflush(out);
     if (!failed) ret = 0;
 

@@ -588,16 +588,38 @@ static bool filter_all(void *ctx, uint32_t off) {
  * divisible by del, 0 for none), and sums the distance computations into *dc. */
 static double filtered_recall(fanns_hnsw_t *h, const float *base, const float *qs, size_t ef, bool two_hop,
                               uint32_t del, uint64_t *dc) {
-    fanns_hnsw_search_opts_t o = {two_hop ? FANNS_HNSW_FILTER_TWO_HOP : FANNS_HNSW_FILTER_TRAVERSE, 0};
+    fanns_hnsw_search_opts_t o = {.mode = two_hop ? FANNS_HNSW_FILTER_TWO_HOP : FANNS_HNSW_FILTER_TRAVERSE};
     fanns_hnsw_result_t res[10];
     uint32_t truth[10];
     size_t hits = 0, total = 0;
+    static uint64_t bits[(N + 63) / 64];
+    memset(bits, 0, sizeof(bits));
+    for (uint32_t off = 0; off < N; off++)
+        if (keep_hashed(off)) bits[off >> 6] |= 1ull << (off & 63);
     *dc = 0;
     for (size_t i = 0; i < NQ; i++) {
         size_t n;
         fanns_hnsw_stats_t st;
         ck_assert_int_eq(fanns_hnsw_search_ex(h, qs + i * DIM, 10, ef, filter_hashed, NULL, &o, res, &n, &st), 0);
         *dc += st.dist_comps;
+        ck_assert(st.filter_passes <= st.filter_tests && st.filter_tests > 0);
+        { /* the same filter as a bitset (opts.bits, the filter function ignored): the same walk */
+            fanns_hnsw_search_opts_t ob = o;
+            fanns_hnsw_result_t rb[10];
+            fanns_hnsw_stats_t sb;
+            size_t nb;
+            ob.bits = bits;
+            ob.nbits = N;
+            ck_assert_int_eq(fanns_hnsw_search_ex(h, qs + i * DIM, 10, ef, filter_none, NULL, &ob, rb, &nb, &sb), 0);
+            ck_assert_uint_eq(nb, n);
+            for (size_t a = 0; a < n; a++) {
+                ck_assert_uint_eq(rb[a].off, res[a].off);
+                ck_assert(rb[a].dist == res[a].dist);
+            }
+            ck_assert_uint_eq(sb.dist_comps, st.dist_comps);
+            ck_assert_uint_eq(sb.filter_tests, st.filter_tests);
+            ck_assert_uint_eq(sb.filter_passes, st.filter_passes);
+        }
         for (size_t a = 0; a < n; a++) {
             ck_assert_msg(keep_hashed(res[a].off), "offset %u fails the filter", res[a].off);
             ck_assert_msg(!del || res[a].off % del != 0, "deleted offset %u returned", res[a].off);
@@ -651,7 +673,7 @@ START_TEST(test_two_hop_filter) {
     /* A cap of one candidate per expansion still walks the subgraph and keeps the guarantee. */
     two_hop_mod = 10;
     {
-        fanns_hnsw_search_opts_t o = {FANNS_HNSW_FILTER_TWO_HOP, 1};
+        fanns_hnsw_search_opts_t o = {.mode = FANNS_HNSW_FILTER_TWO_HOP, .hop_cap = 1};
         fanns_hnsw_result_t res[10];
         size_t n;
         for (size_t i = 0; i < 20; i++) {

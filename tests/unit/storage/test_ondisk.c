@@ -184,6 +184,11 @@ static void compare_all(fanns_db_t *db, uint32_t dim, uint64_t nids, bool quanti
     fanns_filter_t *flt;
     json_t *fj = json_loads("{\"must\": [{\"key\": \"g\", \"range\": {\"lt\": 3}}]}", 0, &je);
     ck_assert_int_eq(fanns_filter_compile(fj, "filter", &flt, &err), 0);
+    fanns_filter_t *tiny;
+    json_t *tj = json_loads("{\"must\": [{\"key\": \"g\", \"match\": {\"value\": 2}},"
+                            " {\"has_id\": [2, 12, 22, 32, 42, 52, 62, 72, 82, 92, 102, 112, 5, 7]}]}", 0, &je);
+    ck_assert_ptr_nonnull(tj);
+    ck_assert_int_eq(fanns_filter_compile(tj, "filter", &tiny, &err), 0);
     float q[64];
     for (int k = 0; k < 4; k++) {
         query_vec(q, dim, k);
@@ -195,6 +200,10 @@ static void compare_all(fanns_db_t *db, uint32_t dim, uint64_t nids, bool quanti
         search2(ram, disk, &r3, "filtered", quantized ? "quantized_filtered_scan" : "exact_filtered_scan");
         fanns_search_req_t r4 = {.query = q, .limit = 10, .filter = flt, .exact = true};
         search2(ram, disk, &r4, "filtered exact", "exact_filtered_scan");
+        /* A match set no larger than the code scan would rescore (10 x 2) is scored exactly,
+         * codes or not (storage/coll.c, small_match_set). */
+        fanns_search_req_t r6 = {.query = q, .limit = 10, .filter = tiny, .q_oversampling = 2};
+        search2(ram, disk, &r6, "tiny filtered", "exact_filtered_scan");
         if (quantized) {
             fanns_search_req_t r5 = {.query = q, .limit = 10, .q_no_rescore = true};
             search2(ram, disk, &r5, "codes only", "quantized_scan");
@@ -258,6 +267,8 @@ static void compare_all(fanns_db_t *db, uint32_t dim, uint64_t nids, bool quanti
     ck_assert_uint_eq(ca, cb);
     fanns_filter_free(flt);
     json_decref(fj);
+    fanns_filter_free(tiny);
+    json_decref(tj);
     fanns_coll_release(ram);
     fanns_coll_release(disk);
 }
