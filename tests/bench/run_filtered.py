@@ -50,7 +50,7 @@ BUCKET_ORDER = {b: i for i, (b, _) in enumerate(BUCKETS)}
 # Code scans are 4x cheaper, so the int8 collection keeps the default (1000 KB measured
 # 0.8-0.9x in its 1-10% cells).
 FULL_SCAN_NOTE = ("tuned for float32: with the API's default of 10000 KB the planner scans every match set under "
-                  "about 6,700 vectors here, where the two-hop walk is faster at ef <= 64 (see the notes)")
+                  "about 6,700 vectors here, where the two-hop walk is faster at ef <= 64; see the notes")
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
