@@ -41,6 +41,21 @@ static size_t number_len(const char *s, size_t i, size_t len) {
     return j - i;
 }
 
+#if LDBL_MANT_DIG == 64 && FLT_RADIX == 2 && defined(__x86_64__)
+/* The 64-bit significand of a normal x87 extended long double: its first eight bytes (the
+ * integer bit included), read without the libm round trip frexpl/ldexpl costs. */
+static inline uint64_t significand64(long double r) {
+    uint64_t b;
+    memcpy(&b, &r, sizeof(b));
+    return b;
+}
+#elif LDBL_MANT_DIG >= 64 && FLT_RADIX == 2
+static inline uint64_t significand64(long double r) {
+    int ex2;
+    return (uint64_t)ldexpl(frexpl(r, &ex2), 64);
+}
+#endif
+
 /* Powers of ten exactly representable in long double's 64-bit significand (5^27 < 2^63). */
 #define FAST_POW10_MAX 27
 
@@ -84,6 +99,23 @@ float fanns__json_parse_float(const char *s, size_t n) {
     }
     if (i != n) goto slow;
     if (m == 0) return neg ? -0.0f : 0.0f;
+    if (e10 >= -22 && e10 <= 22) {
+        /* In double (SSE, no x87): m rounded once and 10^|e10| exact (5^22 < 2^53), so r is
+         * the exact value with a relative error under 2^-52, at most 2 units of r's last
+         * place.  Rounding r to float is then correct unless r lies within those units of a
+         * float rounding midpoint (the low 29 of the 53 significand bits = 2^28); a margin
+         * of 4 sends those few to the paths below. */
+        static const double p10d[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+        double md = (double)m;
+        double rd = e10 >= 0 ? md * p10d[e10] : md / p10d[-e10];
+        if (rd >= (double)FLT_MIN && rd <= (double)FLT_MAX) {
+            uint64_t b;
+            memcpy(&b, &rd, sizeof(b));
+            uint64_t low = b & ((1ull << 29) - 1);
+            if (low + 4 < (1ull << 28) || low > (1ull << 28) + 4) return neg ? -(float)rd : (float)rd;
+        }
+    }
     if (e10 < -FAST_POW10_MAX || e10 > FAST_POW10_MAX) goto slow;
     /* m and 10^|e10| are exact, so r is the exact value rounded once to 64 bits. */
     long double r = e10 >= 0 ? (long double)m * p10[e10] : (long double)m / p10[-e10];
@@ -91,8 +123,7 @@ float fanns__json_parse_float(const char *s, size_t n) {
     /* Rounding r to float gives the exact value's correct rounding unless r lies within one
      * 64-bit unit of a float rounding midpoint (low 40 of the 64 significand bits = 2^39):
      * only then could the exact value be on the midpoint's other side. */
-    int ex2;
-    uint64_t bits = (uint64_t)ldexpl(frexpl(r, &ex2), 64);
+    uint64_t bits = significand64(r);
     uint64_t low = bits & ((1ull << 40) - 1);
     if (low + 1 >= (1ull << 39) && low <= (1ull << 39) + 1) goto slow;
     return neg ? -(float)r : (float)r;
