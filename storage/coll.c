@@ -711,14 +711,49 @@ static int search_scan(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_sea
  * graph does not reflect (accept_graph's rule).  NULL when out of memory. */
 static uint64_t *match_bits(const fanns_coll_t *c, const match_set_t *ms) {
     const uint32_t ns = c->nslots;
-    uint64_t *b = calloc(((size_t)ns + 63) / 64 + 1, sizeof(uint64_t));
+    const size_t words = ((size_t)ns + 63) / 64 + 1;
+    uint64_t *b = calloc(words, sizeof(uint64_t));
     if (!b) return NULL;
+#ifdef FANNS_ROARING_CONTAINERS
+    /* Container by container (CRoaring 0.2's containers are public; CMakeLists.txt checks
+     * that they compile): a bitset container is
+     * one copy of 1024 words, array and run containers set their bits; iterating the values
+     * of a broad match set (50k+) cost more than the walk saved. */
+    const roaring_array_t *ra = &ms->bits->high_low_container;
+    for (int32_t i = 0; i < ra->size; i++) {
+        const uint32_t base = (uint32_t)ra->keys[i] << 16;
+        const size_t w0 = base >> 6;
+        if (w0 >= words) break;
+        uint8_t t = ra->typecodes[i];
+        const void *ct = container_unwrap_shared(ra->containers[i], &t);
+        if (t == BITSET_CONTAINER_TYPE_CODE) {
+            size_t nw = words - w0 < BITSET_CONTAINER_SIZE_IN_WORDS ? words - w0 : BITSET_CONTAINER_SIZE_IN_WORDS;
+            memcpy(b + w0, ((const bitset_container_t *)ct)->array, nw * sizeof(uint64_t));
+        } else if (t == ARRAY_CONTAINER_TYPE_CODE) {
+            const array_container_t *a = ct;
+            for (int32_t j = 0; j < a->cardinality; j++) {
+                uint32_t off = base | a->array[j];
+                if (off < ns) b[off >> 6] |= 1ull << (off & 63);
+            }
+        } else if (t == RUN_CONTAINER_TYPE_CODE) {
+            const run_container_t *r = ct;
+            for (int32_t j = 0; j < r->n_runs; j++)
+                for (uint32_t off = base | r->runs[j].value, end = off + r->runs[j].length; off <= end && off < ns; off++)
+                    b[off >> 6] |= 1ull << (off & 63);
+        }
+    }
+    /* Offsets past the slots (none are expected: the match set lies in the live set) must
+     * not pass the walk's test. */
+    if (ns % 64) b[ns / 64] &= (1ull << (ns % 64)) - 1;
+    for (size_t w = ns / 64 + (ns % 64 != 0); w < words; w++) b[w] = 0;
+#else
     roaring_uint32_iterator_t it;
     roaring_init_iterator(ms->bits, &it);
     uint32_t buf[SCAN_BATCH];
     for (uint32_t n; (n = roaring_read_uint32_iterator(&it, buf, SCAN_BATCH)) > 0;)
         for (uint32_t i = 0; i < n; i++)
             if (buf[i] < ns) b[buf[i] >> 6] |= 1ull << (buf[i] & 63);
+#endif
     for (uint32_t i = 0; i < c->nstale; i++) {
         uint32_t off = c->stale_list[i];
         if (off < ns) b[off >> 6] &= ~(1ull << (off & 63));

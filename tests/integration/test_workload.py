@@ -247,6 +247,47 @@ def main():
             len(qmeta), t_a, len(qmeta) / t_a, mean,
             ", ".join("%s %.3f" % (k, sum(v) / len(v)) for k, v in sorted(per_kind.items()))), flush=True)
         assert mean >= args.min_recall, "mean recall@10 %.3f below %.2f" % (mean, args.min_recall)
+
+        # Filtered graph walks.  A second collection with payload indexes (so match sets are
+        # exact and reach the walk as bitsets), its graph built at once and a full-scan
+        # threshold of 1 KB, so the planner chooses between the scan and the walks by cost
+        # alone.  Every hit must pass its filter, and each filter kind must keep its recall.
+        gcoll = COLL + "_graph"
+        H.create_collection(c, gcoll, base.shape[1], "Cosine",
+                            hnsw_config={"m": 16, "ef_construct": 100, "full_scan_threshold": 1},
+                            optimizers_config={"indexing_threshold": 1})
+        for field, schema in (("categories", "keyword"), ("authors", "keyword"), ("license", "keyword"),
+                              ("year", "integer")):
+            c.put("/collections/%s/index?wait=true" % gcoll, {"field_name": field, "field_schema": schema})
+        for s in range(0, base.shape[0], args.batch):
+            e = min(s + args.batch, base.shape[0])
+            res = c.put("/collections/%s/points?wait=true" % gcoll, {"batch": {
+                "ids": list(range(s, e)), "vectors": base[s:e].tolist(), "payloads": payloads[s:e]}})
+            H.check_update_result(res, True, "upsert %d-%d" % (s, e))
+        deadline = time.monotonic() + H.scaled(300)
+        while c.get("/collections/" + gcoll)["status"] != "green":
+            assert time.monotonic() < deadline, "graph collection not green"
+            time.sleep(0.2)
+        strategies, per_kind = {}, {}
+        for qi, q in enumerate(queries):
+            flt = qmeta[qi]["filter"]
+            if flt is None:
+                continue
+            r = c.post("/collections/%s/points/query" % gcoll, {
+                "query": q.tolist(), "limit": 10, "filter": flt, "params": {"hnsw_ef": 64, "explain": True}})
+            st = r["explain"]["strategy"]
+            strategies[st] = strategies.get(st, 0) + 1
+            want = set(int(x) for x in gt[qi] if x >= 0)
+            for p in r["points"]:
+                assert filter_ok(payloads[p["id"]], flt), "%s query %d returned id %d outside its filter" % (
+                    st, qi, p["id"])
+            if want:
+                per_kind.setdefault(qmeta[qi]["kind"], []).append(len(want & {p["id"] for p in r["points"]}) / len(want))
+        print("graph collection: strategies %s; recall@10 by kind: %s" % (
+            strategies, ", ".join("%s %.3f" % (k, sum(v) / len(v)) for k, v in sorted(per_kind.items()))), flush=True)
+        assert strategies.get("hnsw_acorn", 0) > 0, "no query walked the matching subgraph: %s" % strategies
+        for k, v in per_kind.items():
+            assert sum(v) / len(v) >= args.min_recall, "kind %s: recall@10 %.3f through the graph" % (k, sum(v) / len(v))
         srv.stop()
     finally:
         srv.cleanup()
