@@ -527,6 +527,7 @@ typedef struct search_ctx {
     uint32_t exclude;       /* never a result (the node being relinked), or NO_NODE */
     bool skip_deleted;
     uint32_t hop_cap;       /* > 0: level 0 by search_twohop with this cap */
+    const fanns_hnsw_xlinks_t *xl; /* search_twohop with bits: extra links, or NULL */
     uint64_t dist_comps, visited;
     uint64_t ftests, fpasses; /* filter tests and acceptances (stats) */
 } search_ctx_t;
@@ -832,6 +833,19 @@ static size_t search_twohop(search_ctx_t *c, uint32_t ep, size_t ef, uint32_t ca
                 nbs[nn++] = nb;
             } else {
                 rej[nrej++] = nb;
+            }
+        }
+        /* Extra (block) links: matching points near this one that its own list may lack. */
+        if (c->xl && cur.id < c->xl->n) {
+            const uint32_t *x = c->xl->links + c->xl->start[cur.id], *xe = c->xl->links + c->xl->start[cur.id + 1];
+            for (const uint32_t *p = x; p < xe; p++) __builtin_prefetch(&tags[*p < vcap ? *p : 0], 1, 3);
+            for (; x < xe && nn < cap; x++) {
+                uint32_t nb = *x;
+                if (nb >= vcap || tags[nb] == epoch) continue;
+                if (passes(c, ftags, epoch, nb)) {
+                    tags[nb] = epoch;
+                    nbs[nn++] = nb;
+                }
             }
         }
         /* The rejected neighbours' lists start in their nodes' first cache lines. */
@@ -1559,6 +1573,163 @@ int fanns_hnsw_insert_many(fanns_hnsw_t *h, const uint32_t *offs, size_t n,
     return 0;
 }
 
+/* ---- block links ---- */
+
+typedef struct block_ctx {
+    fanns_hnsw_t *h;
+    const uint32_t *members;
+    size_t n;
+    const uint64_t *bits;
+    uint32_t nbits, pm;
+    size_t ef;
+    const fanns_hnsw_xlinks_t *xl;
+    uint32_t *fwd, *fcnt;   /* phase 1: pm forward links per member */
+    const uint32_t *rstart, *rev; /* phase 2: back links per member (CSR over member indexes) */
+    uint32_t *out, *cnt;
+    int phase;
+    size_t next;            /* atomic */
+    int rc;                 /* atomic: first error */
+} block_ctx_t;
+
+static size_t member_index(const block_ctx_t *b, uint32_t off) {
+    size_t lo = 0, hi = b->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (b->members[mid] < off) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < b->n && b->members[lo] == off ? lo : (size_t)-1;
+}
+
+/* Phase 1 for member i: a filtered walk from its vector, then the heuristic. */
+static int block_forward(block_ctx_t *b, size_t i, float *q, fanns_hnsw_result_t *res, hent_t *a, hent_t *rej) {
+    fanns_hnsw_t *h = b->h;
+    uint32_t x = b->members[i];
+    scratch_t *s = scratch_get();
+    if (!s || scratch_prepare(h, s, b->ef + 1)) return FANNS_ENOMEM;
+    memcpy(q, node_vec(h, x, 0), h->p.dim * sizeof(float));
+    fanns_hnsw_search_opts_t so = {.mode = FANNS_HNSW_FILTER_TWO_HOP, .bits = b->bits, .nbits = b->nbits,
+                                   .xlinks = b->xl};
+    size_t nres = 0;
+    int rc = fanns_hnsw_search_ex(h, q, b->ef + 1, b->ef + 1, NULL, NULL, &so, res, &nres, NULL);
+    if (rc) return rc;
+    size_t na = 0;
+    for (size_t j = 0; j < nres; j++)
+        if (res[j].off != x) a[na++] = (hent_t){res[j].dist, res[j].off};
+    size_t nrej, k = select_heuristic(h, a, na, b->pm, rej, &nrej);
+    for (size_t j = 0; j < k; j++) b->fwd[i * b->pm + j] = a[j].id;
+    b->fcnt[i] = (uint32_t)k;
+    return 0;
+}
+
+/* Phase 3 for member i: forward and back links, cut to 2 pm by the heuristic. */
+static int block_merge(block_ctx_t *b, size_t i, hent_t *a, hent_t *rej) {
+    fanns_hnsw_t *h = b->h;
+    uint32_t x = b->members[i], cap = 2 * b->pm;
+    scratch_t *s = scratch_get();
+    if (!s || scratch_prepare(h, s, 1)) return FANNS_ENOMEM;
+    size_t na = 0;
+    const float *base = node_vec(h, x, 1);
+    for (uint32_t j = 0; j < b->fcnt[i]; j++) a[na++].id = b->fwd[i * b->pm + j];
+    for (uint32_t j = b->rstart[i]; j < b->rstart[i + 1]; j++) {
+        bool dup = false;
+        for (uint32_t t = 0; t < b->fcnt[i] && !dup; t++) dup = b->fwd[i * b->pm + t] == b->rev[j];
+        if (!dup) a[na++].id = b->rev[j];
+    }
+    for (size_t j = 0; j < na; j++) a[j].d = dist_raw(h, base, node_vec(h, a[j].id, 2));
+    hent_sort(a, na);
+    size_t nrej, k = na;
+    if (na > cap) k = select_heuristic(h, a, na, cap, rej, &nrej);
+    for (size_t j = 0; j < k; j++) b->out[i * cap + j] = a[j].id;
+    b->cnt[i] = (uint32_t)k;
+    return 0;
+}
+
+static void *block_worker(void *arg) {
+    block_ctx_t *b = arg;
+    size_t most = b->ef + 2 + (size_t)b->pm + b->n; /* a member has fewer than n back links */
+    fanns_hnsw_result_t *res = malloc((b->ef + 2) * sizeof *res);
+    hent_t *a = malloc(most * sizeof *a), *rej = malloc(most * sizeof *rej);
+    float *q = malloc(b->h->p.dim * sizeof *q);
+    int rc = res && a && rej && q ? 0 : FANNS_ENOMEM;
+    while (!rc && !__atomic_load_n(&b->rc, __ATOMIC_RELAXED)) {
+        size_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        if (i >= b->n) break;
+        rc = b->phase == 1 ? block_forward(b, i, q, res, a, rej) : block_merge(b, i, a, rej);
+    }
+    if (rc) {
+        int zero = 0;
+        __atomic_compare_exchange_n(&b->rc, &zero, rc, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    }
+    free(res);
+    free(a);
+    free(rej);
+    free(q);
+    return NULL;
+}
+
+static int block_phase(block_ctx_t *b, int phase, int nthreads) {
+    b->phase = phase;
+    b->next = 0;
+    pthread_t th[64];
+    int started = 0;
+    if (nthreads > 65) nthreads = 65;
+    for (; started < nthreads - 1; started++)
+        if (pthread_create(&th[started], NULL, block_worker, b) != 0) break;
+    block_worker(b);
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    return b->rc;
+}
+
+int fanns_hnsw_link_block(fanns_hnsw_t *h, const uint32_t *members, size_t n, const uint64_t *bits, uint32_t nbits,
+                          uint32_t pm, size_t ef, const fanns_hnsw_xlinks_t *xl, int nthreads, uint32_t *out,
+                          uint32_t *cnt, fanns_err_t *err) {
+    if (pm < 1 || pm > h->p.m || ef < 1 || !bits)
+        return fanns_err_set(err, FANNS_EINVAL, NULL, "hnsw: block links need 1 <= pm <= m, ef >= 1 and a bitset");
+    for (size_t i = 0; i < n; i++)
+        if ((i && members[i] <= members[i - 1]) || members[i] >= nbits || !(bits[members[i] >> 6] >> (members[i] & 63) & 1) ||
+            (get_flags(h, members[i]) & (F_PRESENT | F_DELETED)) != F_PRESENT)
+            return fanns_err_set(err, FANNS_EINVAL, NULL, "hnsw: block member %u is not a live node in the bitset, or members are not sorted",
+                                 members[i]);
+    if (nthreads < 1) nthreads = 1;
+    block_ctx_t b = {.h = h, .members = members, .n = n, .bits = bits, .nbits = nbits, .pm = pm, .ef = ef, .xl = xl,
+                     .out = out, .cnt = cnt};
+    uint32_t *rstart = NULL, *rev = NULL, *fill = NULL;
+    b.fwd = malloc((n ? n : 1) * pm * sizeof(uint32_t));
+    b.fcnt = calloc(n ? n : 1, sizeof(uint32_t));
+    rstart = calloc(n + 1, sizeof(uint32_t));
+    fill = calloc(n + 1, sizeof(uint32_t));
+    int rc = FANNS_ENOMEM;
+    if (!b.fwd || !b.fcnt || !rstart || !fill) goto fail;
+    if ((rc = block_phase(&b, 1, nthreads)) != 0) goto fail;
+    /* Phase 2: the back links, as CSR over member indexes. */
+    for (size_t i = 0; i < n; i++)
+        for (uint32_t j = 0; j < b.fcnt[i]; j++) {
+            size_t t = member_index(&b, b.fwd[i * pm + j]);
+            if (t != (size_t)-1) rstart[t + 1]++;
+        }
+    for (size_t i = 0; i < n; i++) rstart[i + 1] += rstart[i];
+    rev = malloc((rstart[n] ? rstart[n] : 1) * sizeof(uint32_t));
+    rc = FANNS_ENOMEM;
+    if (!rev) goto fail;
+    for (size_t i = 0; i < n; i++)
+        for (uint32_t j = 0; j < b.fcnt[i]; j++) {
+            size_t t = member_index(&b, b.fwd[i * pm + j]);
+            if (t != (size_t)-1) rev[rstart[t] + fill[t]++] = members[i];
+        }
+    b.rstart = rstart;
+    b.rev = rev;
+    rc = block_phase(&b, 3, nthreads);
+fail:
+    free(b.fwd);
+    free(b.fcnt);
+    free(rstart);
+    free(rev);
+    free(fill);
+    if (rc) return fanns_err_set(err, rc, NULL, "hnsw: out of memory while linking a block");
+    return 0;
+}
+
 void fanns_hnsw_delete(fanns_hnsw_t *h, uint32_t off) {
     uint8_t *c = chunk_of(h, off);
     if (!c) return;
@@ -1571,6 +1742,11 @@ void fanns_hnsw_delete(fanns_hnsw_t *h, uint32_t off) {
             break;
         }
     }
+}
+
+bool fanns_hnsw_has_node(const fanns_hnsw_t *h, uint32_t off) {
+    if ((off >> CHUNK_BITS) >= __atomic_load_n(&h->nchunks_hi, __ATOMIC_ACQUIRE)) return false;
+    return (get_flags(h, off) & F_PRESENT) != 0;
 }
 
 bool fanns_hnsw_contains(const fanns_hnsw_t *h, uint32_t off) {
@@ -1608,6 +1784,7 @@ int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, f
         c.filter = NULL;
     }
     if (opts && opts->mode == FANNS_HNSW_FILTER_TWO_HOP) {
+        if (opts->bits && opts->xlinks && opts->xlinks->n) c.xl = opts->xlinks;
         c.hop_cap = opts->hop_cap ? opts->hop_cap : h->m0;
         if (c.hop_cap > h->m0 * (h->m0 + 1u)) c.hop_cap = h->m0 * (h->m0 + 1u); /* the most one expansion can gather */
         size_t need = 3u * (size_t)h->m0 + (c.hop_cap > h->m0 ? c.hop_cap : h->m0) + 8u; /* see search_twohop */

@@ -91,6 +91,8 @@ void fanns_hnsw_delete(fanns_hnsw_t *h, uint32_t off);
 
 /* True if off holds a live (inserted, not deleted) node. */
 bool fanns_hnsw_contains(const fanns_hnsw_t *h, uint32_t off);
+/* True if off holds a node, live or deleted (a valid link target). */
+bool fanns_hnsw_has_node(const fanns_hnsw_t *h, uint32_t off);
 
 /* The k nearest live nodes to q (dim floats; unit length for Cosine) with beam width
  * max(ef, k), best first, into out[0..*n).  filter may be NULL (the fast path); with a
@@ -115,6 +117,17 @@ typedef enum fanns_hnsw_filter_mode {
     FANNS_HNSW_FILTER_TWO_HOP = 1,
 } fanns_hnsw_filter_mode_t;
 
+/* Extra level-0 links over offsets in compressed sparse row form: the extra links of off
+ * (off < n) are links[start[off] .. start[off + 1]).  Block links (storage/blocks.c) are
+ * kept this way: for each frequent payload value, links among the points that carry it
+ * (fanns_hnsw_link_block), so that a filtered walk stays inside the matching points instead
+ * of bridging through rejected ones.  Immutable while a search borrows it. */
+typedef struct fanns_hnsw_xlinks {
+    const uint32_t *start; /* n + 1 entries */
+    const uint32_t *links;
+    uint32_t n;
+} fanns_hnsw_xlinks_t;
+
 typedef struct fanns_hnsw_search_opts {
     fanns_hnsw_filter_mode_t mode; /* ignored without a filter and with no deleted node */
     uint32_t hop_cap;              /* TWO_HOP: accepted candidates gathered per expansion; 0: 2m */
@@ -125,6 +138,11 @@ typedef struct fanns_hnsw_search_opts {
      * a call into a compressed bitmap tens. */
     const uint64_t *bits;
     uint32_t nbits;
+    /* TWO_HOP with bits only (ignored otherwise): extra links an expansion also gathers
+     * from, after the node's own level-0 list and before bridging over rejected neighbours.
+     * Every target must be a node of this index (a freed offset may not be linked), which
+     * holds for links made by fanns_hnsw_link_block on this index.  Borrowed for the call. */
+    const fanns_hnsw_xlinks_t *xlinks;
 } fanns_hnsw_search_opts_t;
 
 /* fanns_hnsw_search with options (opts NULL: the defaults, i.e. fanns_hnsw_search).  In
@@ -135,6 +153,20 @@ typedef struct fanns_hnsw_search_opts {
 int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, fanns_hnsw_filter_fn filter,
                          void *fctx, const fanns_hnsw_search_opts_t *opts, fanns_hnsw_result_t *out, size_t *n,
                          fanns_hnsw_stats_t *stats);
+
+/* Links a block: a set of nodes (members, n sorted distinct offsets of live nodes; bits,
+ * nbits: the same set as a bitset, see fanns_hnsw_search_opts_t) among which filtered walks
+ * should find each other.  Each member is searched for among the others (a two-hop walk at
+ * beam width ef over the graph plus xl, which may be NULL), keeps up to pm of them by the
+ * HNSW heuristic, is linked back from those it keeps, and each member's forward and back
+ * links are cut back to 2 * pm by the same heuristic.  Writes the links of members[i] to
+ * out[i * 2 * pm ..] (caller-owned, n * 2 * pm entries) and their count to cnt[i].  Runs on
+ * nthreads threads (the calling one included) concurrently with searches; the graph must not
+ * change meanwhile (the indexer calls it between batches).  pm is at least 1 and at most
+ * m.  Returns 0, FANNS_EINVAL or FANNS_ENOMEM. */
+int fanns_hnsw_link_block(fanns_hnsw_t *h, const uint32_t *members, size_t n, const uint64_t *bits, uint32_t nbits,
+                          uint32_t pm, size_t ef, const fanns_hnsw_xlinks_t *xl, int nthreads, uint32_t *out,
+                          uint32_t *cnt, fanns_err_t *err);
 
 /* Internal distance between q and the stored vector of off (for rescoring and tests). */
 float fanns_hnsw_distance(const fanns_hnsw_t *h, const float *q, uint32_t off);

@@ -47,6 +47,7 @@
 #include "payload_index.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1645,4 +1646,62 @@ size_t fanns_pindex_memory(const fanns_pindex_t *pi) {
                      bm_size(ss[j]->multi);
     }
     return total;
+}
+
+static int values_of_map(const fidx_t *x, const vmap_t *m, char tag, uint64_t min, uint64_t max,
+                         int (*fn)(void *, const char *, const char *, size_t, const roaring_bitmap_t *), void *ctx) {
+    char buf[32], *key = NULL;
+    size_t kcap = 0;
+    int rc = 0;
+    for (size_t i = 0; i < m->cap && !rc; i++) {
+        const ventry_t *e = &m->t[i];
+        if (!e->key) continue;
+        uint64_t n = roaring_bitmap_get_cardinality(e->bm);
+        if (n < min || n > max) continue;
+        size_t kl;
+        if (tag == 'i') {
+            int64_t v;
+            memcpy(&v, e->key, sizeof v);
+            kl = (size_t)snprintf(buf, sizeof buf, "i%lld", (long long)v);
+            rc = fn(ctx, x->name, buf, kl, e->bm);
+            continue;
+        }
+        kl = 1 + e->len;
+        if (kl + 1 > kcap) {
+            char *k2 = realloc(key, kl + 1);
+            if (!k2) {
+                rc = FANNS_ENOMEM;
+                break;
+            }
+            key = k2;
+            kcap = kl + 1;
+        }
+        key[0] = tag;
+        memcpy(key + 1, e->key, e->len);
+        key[kl] = 0;
+        rc = fn(ctx, x->name, key, kl, e->bm);
+    }
+    free(key);
+    return rc;
+}
+
+int fanns_pindex_values(const fanns_pindex_t *pi, uint64_t min, uint64_t max,
+                        int (*fn)(void *ctx, const char *field, const char *key, size_t keylen,
+                                  const roaring_bitmap_t *bm),
+                        void *ctx) {
+    int rc = 0;
+    for (size_t i = 0; i < pi->n && !rc; i++) {
+        const fidx_t *x = pi->f[i];
+        if (x->broken) continue;
+        if (has_strs(x)) rc = values_of_map(x, &x->strs.map, 'k', min, max, fn, ctx);
+        else if (has_ints(x)) rc = values_of_map(x, &x->ints.map, 'i', min, max, fn, ctx);
+        else if (x->type == T_BOOL) {
+            for (int b = 1; b >= 0 && !rc; b--) {
+                const roaring_bitmap_t *bm = b ? x->btrue : x->bfalse;
+                uint64_t n = roaring_bitmap_get_cardinality(bm);
+                if (n >= min && n <= max) rc = fn(ctx, x->name, b ? "b1" : "b0", 2, bm);
+            }
+        }
+    }
+    return rc;
 }

@@ -128,6 +128,17 @@ int fanns_pindex_estimate(const fanns_pindex_t *pi, const fanns_filter_t *f, con
  * for text and geo).  New object owned by the caller, NULL on ENOMEM. */
 json_t *fanns_pindex_schema(const fanns_pindex_t *pi);
 
+/* Calls fn for every value of a keyword, uuid, integer or bool index held by at least min
+ * and at most max points, in index order, then value-table order (deterministic for equal
+ * histories): field is the index's key path, key/keylen an identity of the value unique
+ * within the field ("k" + the string, "i" + the decimal integer, "b1" / "b0"), bm its points
+ * (borrowed for the call).  Broken indexes are skipped.  Read-only (readers under the read
+ * lock).  Stops at, and returns, fn's first nonzero answer; else 0. */
+int fanns_pindex_values(const fanns_pindex_t *pi, uint64_t min, uint64_t max,
+                        int (*fn)(void *ctx, const char *field, const char *key, size_t keylen,
+                                  const roaring_bitmap_t *bm),
+                        void *ctx);
+
 /* Bytes held by all indexes (bitmaps, hash tables, sorted arrays). */
 size_t fanns_pindex_memory(const fanns_pindex_t *pi);
 

@@ -503,13 +503,15 @@ static json_t *fanns_info_json(const fanns_coll_stats_t *st) {
                           st->codec_ready, "code_size", (json_int_t)st->code_size, "trained_points",
                           (json_int_t)st->codec_trained_points, "codebook_checksum", st->codec_ready ? sum : NULL);
     uint64_t n = st->points_count, anon = 0, rss = rss_bytes(&anon);
-    json_t *mem = json_pack("{s:{s:f, s:f, s:f, s:f}, s:{s:I, s:I, s:I, s:I}, s:b, s:I, s:I}", "bytes_per_vector", "codes",
-                            per_vector(st->codes_bytes, n), "vectors", per_vector(st->vectors_bytes, n), "graph",
-                            per_vector(st->graph_bytes, n), "payload_indexes", per_vector(st->payload_index_bytes, n),
-                            "bytes", "codes", (json_int_t)st->codes_bytes, "vectors", (json_int_t)st->vectors_bytes, "graph",
-                            (json_int_t)st->graph_bytes, "payload_indexes", (json_int_t)st->payload_index_bytes,
+    json_t *mem = json_pack("{s:{s:f, s:f, s:f, s:f, s:f}, s:{s:I, s:I, s:I, s:I, s:I}, s:b, s:I, s:I}", "bytes_per_vector",
+                            "codes", per_vector(st->codes_bytes, n), "vectors", per_vector(st->vectors_bytes, n), "graph",
+                            per_vector(st->graph_bytes, n), "block_links", per_vector(st->block_bytes, n), "payload_indexes",
+                            per_vector(st->payload_index_bytes, n), "bytes", "codes", (json_int_t)st->codes_bytes, "vectors",
+                            (json_int_t)st->vectors_bytes, "graph", (json_int_t)st->graph_bytes, "block_links",
+                            (json_int_t)st->block_bytes, "payload_indexes", (json_int_t)st->payload_index_bytes,
                             "codes_in_graph", st->codes_in_graph, "process_resident_bytes", (json_int_t)rss, "process_anonymous_bytes", (json_int_t)anon);
-    return json_pack("{s:o, s:o}", "quantization", q, "memory", mem);
+    json_t *bl = json_pack("{s:I, s:I}", "blocks", (json_int_t)st->blocks, "links", (json_int_t)st->block_links);
+    return json_pack("{s:o, s:o, s:o}", "quantization", q, "memory", mem, "block_links", bl);
 }
 
 int fanns__api_collection_get(api_ctx_t *ctx, const char *name) {

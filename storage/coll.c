@@ -237,6 +237,7 @@ int fanns__coll_set_slot(fanns_coll_t *c, uint32_t off, const fanns_pid_t *id, u
     c->vversions[off] = version;
     if (!c->ondisk) memcpy(c->vecs + (size_t)off * c->dim, vec, c->dim * sizeof(float));
     fanns__quant_encode_slot(c, off, vec);
+    c->pgen++;
     if ((rc = fanns_pindex_update(c->pindex, off, was_live ? c->payloads[off] : NULL, payload)) != 0) return rc;
     if (c->payloads[off]) json_decref(c->payloads[off]);
     c->payloads[off] = payload; /* takes the reference */
@@ -246,6 +247,7 @@ int fanns__coll_set_slot(fanns_coll_t *c, uint32_t off, const fanns_pid_t *id, u
 void fanns__coll_set_payload(fanns_coll_t *c, uint32_t off, json_t *payload, uint64_t version) {
     /* On ENOMEM the payload index marks itself broken and answers "maybe": still correct. */
     (void)fanns_pindex_update(c->pindex, off, c->payloads[off], payload);
+    c->pgen++;
     if (c->payloads[off]) json_decref(c->payloads[off]);
     c->payloads[off] = payload;
     c->versions[off] = version;
@@ -262,6 +264,7 @@ int fanns__coll_free_slot(fanns_coll_t *c, uint32_t off) {
     }
     hash_delete(c, off);
     (void)fanns_pindex_update(c->pindex, off, c->payloads[off], NULL);
+    c->pgen++;
     roaring_bitmap_remove(c->live_bm, off);
     c->live[off] = 0;
     c->count--;
@@ -334,6 +337,7 @@ int fanns_coll_stats(fanns_coll_t *c, fanns_coll_stats_t *out) {
     out->indexing = out->indexing || fanns__quant_busy(c);
     out->vectors_bytes = c->ondisk ? 0 : (uint64_t)c->nslots * c->dim * sizeof(float); /* resident: slots in use */
     out->graph_bytes = c->hnsw ? fanns_hnsw_memory(c->hnsw) : 0;
+    fanns__blocks_stats(c->blocks, &out->blocks, &out->block_links, &out->block_bytes);
     if (out->codes_in_graph) out->graph_bytes -= out->codes_bytes < out->graph_bytes ? out->codes_bytes : out->graph_bytes;
     out->payload_index_bytes = fanns_pindex_memory(c->pindex);
     pthread_rwlock_unlock(&c->lock);
@@ -785,6 +789,13 @@ static bool graph_usable(const fanns_coll_t *c, const fanns_search_req_t *req) {
     return c->hnsw && !req->exact && !(c->gcodec && req->q_ignore);
 }
 
+/* Block links switched off by FANNS_BLOCK_LINKS=off, for A/B measurements (read per
+ * filtered graph search, like FANNS_FILTER_TRAVERSAL below). */
+static bool block_links_off(void) {
+    const char *v = getenv("FANNS_BLOCK_LINKS");
+    return v && !strcmp(v, "off");
+}
+
 static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_search_req_t *req, cand_t *heap, size_t *nh,
                         size_t k, const match_set_t *ms, fanns_search_explain_t *ex) {
     const fanns_metric_t m = c->metric;
@@ -812,6 +823,8 @@ static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_se
     if (ms && ms->gbits) {
         so.bits = ms->gbits;
         so.nbits = c->nslots;
+        /* Block links (blocks.c) keep a two-hop walk among the matching points. */
+        if (!block_links_off()) so.xlinks = fanns__blocks_xlinks(c->blocks);
     }
     int rc = fanns_hnsw_search_ex(c->hnsw, req->query, kq, ef < kq ? kq : ef, plain ? NULL : accept_graph, &acc, &so, res,
                                   &nres, &st);

@@ -81,6 +81,24 @@ int fanns__indexer_start(fanns_db_t *db);
 void fanns__indexer_stop(fanns_db_t *db);
 void fanns__indexer_kick(fanns_db_t *db);
 
+/* ---- blocks.c (block links; see the block comment there) ---- */
+
+/* Links the blocks the payload indexes call for, drops the ones they no longer do, and
+ * publishes the result as c->blocks.  Indexer thread only, with no lock held. */
+void fanns__blocks_work(fanns_db_t *db, fanns_coll_t *c);
+/* Frees a structure no reader can hold any more; NULL is ignored. */
+void fanns__blocks_free(fanns_blocks_t *bs);
+/* The links for a walk (borrowed under the read lock), or NULL when there are none. */
+const fanns_hnsw_xlinks_t *fanns__blocks_xlinks(const fanns_blocks_t *bs);
+/* Block count, link count and bytes held (zeros for NULL). */
+void fanns__blocks_stats(const fanns_blocks_t *bs, uint64_t *nblocks, uint64_t *nlinks, uint64_t *bytes);
+/* Writes bs (NULL: removes the file) under the graph's stamp.  Returns 0 or FANNS_EIO. */
+int fanns__blocks_save(const fanns_blocks_t *bs, const char *path, uint64_t stamp);
+/* Reads a file written under stamp with payload_m pm for graph h (every link must name one of
+ * its nodes, below nslots).  Returns 0, FANNS_ENOTFOUND, FANNS_ECORRUPT or FANNS_ENOMEM. */
+int fanns__blocks_load(const char *path, uint64_t stamp, uint32_t pm, uint32_t nslots, const fanns_hnsw_t *h,
+                       fanns_blocks_t **out);
+
 /* ---- quant.c (quantization; see the block comment there) ---- */
 
 typedef struct fanns_qcodec fanns_qcodec_t;

@@ -32,6 +32,18 @@
 
 #include <roaring/roaring.h>
 
+typedef struct fanns_blocks fanns_blocks_t; /* block links, storage/blocks.c */
+
+/* FNV-1a over n bytes, continuing from h (file checksums). */
+static inline uint64_t fanns__fnv1a(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
 struct fanns_coll {
     fanns_db_t *db;
     char *name;
@@ -84,6 +96,11 @@ struct fanns_coll {
     uint64_t index_threshold_kb;/* from optimizer_config.indexing_threshold; 0 disables */
     bool reindex;               /* config changed: the indexer rebuilds the graph */
     bool delete_files;          /* dropped: remove the saved graph when freed */
+    uint32_t payload_m;         /* hnsw_config.payload_m (default m; 0: no block links) */
+    fanns_blocks_t *blocks;     /* block links over hnsw (blocks.c), or NULL; replaced with
+                                 * the write lock held, by the indexer thread only */
+    uint64_t pgen;              /* bumped by every change of payloads, payload indexes or config */
+    uint64_t blocks_pgen;       /* indexer thread only: pgen when the blocks were last planned */
     uint64_t index_ops_since_save;
 
     /* Quantization (storage/quant.c).  qspec is the codec the config asks for (NULL: none);

@@ -646,10 +646,12 @@ static int apply_entry(fanns_db_t *db, group_t *g, fanns_wentry_t *e, int *mdb_r
             if (c->live[off] && (rc = fanns_pindex_index_field_point(c->pindex, e->field, off, c->payloads[off])) != 0)
                 return fanns_err_set(err, rc, NULL, "out of memory building the index on %s", e->field);
         json_object_set(c->schema, e->field, e->field_schema);
+        c->pgen++;
         return put_meta_coll(db, txn_of(g), c, err, mdb_rc);
     case FANNS_W_DROP_INDEX:
         (void)fanns_pindex_drop(c->pindex, e->field);
         json_object_del(c->schema, e->field);
+        c->pgen++;
         return put_meta_coll(db, txn_of(g), c, err, mdb_rc);
     case FANNS_W_UPDATE_COLL:
         json_decref(c->config);

@@ -144,6 +144,8 @@ typedef struct fanns_coll_stats {
     uint64_t codes_bytes, vectors_bytes, graph_bytes, payload_index_bytes;
     bool codes_in_graph;        /* the codes are the graph's (codes_bytes is their share of the
                                    graph's memory, not counted again in graph_bytes) */
+    uint64_t blocks, block_links, block_bytes; /* block links (storage/blocks.c): payload values
+                                   linked, links, bytes held */
 } fanns_coll_stats_t;
 int fanns_coll_stats(fanns_coll_t *c, fanns_coll_stats_t *out);
 

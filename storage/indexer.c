@@ -56,6 +56,10 @@ void fanns__index_config(fanns_coll_t *c) {
     c->hnsw_efc = efc;
     c->index_threshold_kb = json_u64_or(o, "indexing_threshold", 10000);
     c->full_scan_kb = json_u64_or(h, "full_scan_threshold", 10000);
+    /* Qdrant's payload_m (null: m) sizes the block links; more than m is not useful. */
+    uint64_t pm = json_u64_or(h, "payload_m", m);
+    c->payload_m = pm > m ? m : (uint32_t)pm;
+    c->pgen++;
 }
 
 static bool index_wanted(const fanns_coll_t *c) {
@@ -141,7 +145,9 @@ void fanns__index_stats(const fanns_coll_t *c, uint64_t *indexed, bool *indexing
     /* A graph whose nodes hold another codec than the published one is about to be rebuilt. */
     int ready = fanns__quant_graph_ready(c), have = c->gcodec ? (int)fanns_codec_kind(c->gcodec) : 0;
     bool rebuild = fanns__quant_graph_kind(c) ? (ready == fanns__quant_graph_kind(c) && have != ready) : have != 0;
-    *indexing = c->nstale > 0 || c->reindex || rebuild;
+    /* Block links not yet checked against the current payloads count too (blocks.c). */
+    bool blocks = c->payload_m && !c->gcodec && __atomic_load_n(&c->blocks_pgen, __ATOMIC_RELAXED) != c->pgen;
+    *indexing = c->nstale > 0 || c->reindex || rebuild || blocks;
 }
 
 /* ---- files -------------------------------------------------------------------------- */
@@ -151,17 +157,12 @@ static void index_paths(const fanns_coll_t *c, char *graph, char *ivv, size_t n)
     snprintf(ivv, n, "%s/index/c%u.ivv", c->db->dir, c->cid);
 }
 
-static void codec_path(const fanns_coll_t *c, char *path, size_t n) {
-    snprintf(path, n, "%s/index/c%u.gcodec", c->db->dir, c->cid);
+static void blocks_path(const fanns_coll_t *c, char *path, size_t n) {
+    snprintf(path, n, "%s/index/c%u.blk", c->db->dir, c->cid);
 }
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
+static void codec_path(const fanns_coll_t *c, char *path, size_t n) {
+    snprintf(path, n, "%s/index/c%u.gcodec", c->db->dir, c->cid);
 }
 
 /* ivv file: magic, stamp, nslots, ivver[nslots], fnv1a of all before. */
@@ -171,8 +172,8 @@ static int save_ivv(const char *path, uint64_t stamp, const uint64_t *ivv, uint3
     FILE *f = fopen(tmp, "wb");
     if (!f) return FANNS_EIO;
     uint64_t hdr[3] = {IVV_MAGIC, stamp, nslots};
-    uint64_t h = fnv1a(0xcbf29ce484222325ULL, hdr, sizeof(hdr));
-    h = fnv1a(h, ivv, (size_t)nslots * 8);
+    uint64_t h = fanns__fnv1a(0xcbf29ce484222325ULL, hdr, sizeof(hdr));
+    h = fanns__fnv1a(h, ivv, (size_t)nslots * 8);
     bool ok = fwrite(hdr, sizeof(hdr), 1, f) == 1 && (nslots == 0 || fwrite(ivv, (size_t)nslots * 8, 1, f) == 1) &&
               fwrite(&h, 8, 1, f) == 1 && fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = (fclose(f) == 0) && ok;
@@ -198,7 +199,7 @@ static int save_gcodec(const char *path, uint64_t stamp, const fanns_codec_t *co
         return FANNS_EIO;
     }
     uint64_t hdr[3] = {GCODEC_MAGIC, stamp, len};
-    uint64_t h = fnv1a(fnv1a(0xcbf29ce484222325ULL, hdr, sizeof(hdr)), buf, len);
+    uint64_t h = fanns__fnv1a(fanns__fnv1a(0xcbf29ce484222325ULL, hdr, sizeof(hdr)), buf, len);
     bool ok = fwrite(hdr, sizeof(hdr), 1, f) == 1 && fwrite(buf, len, 1, f) == 1 && fwrite(&h, 8, 1, f) == 1 &&
               fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = (fclose(f) == 0) && ok;
@@ -224,7 +225,7 @@ static int load_gcodec(const char *path, uint64_t *stamp, fanns_codec_t **out) {
         goto out;
     }
     if (fread(buf, hdr[2], 1, f) != 1 || fread(&h, 8, 1, f) != 1 || fgetc(f) != EOF) goto out;
-    if (h != fnv1a(fnv1a(0xcbf29ce484222325ULL, hdr, sizeof(hdr)), buf, hdr[2])) goto out;
+    if (h != fanns__fnv1a(fanns__fnv1a(0xcbf29ce484222325ULL, hdr, sizeof(hdr)), buf, hdr[2])) goto out;
     rc = fanns_codec_deserialize(buf, hdr[2], out, &err);
     *stamp = hdr[1];
 out:
@@ -246,7 +247,7 @@ static int load_ivv(const char *path, uint64_t stamp, uint64_t **out, uint32_t *
         goto out;
     }
     if ((hdr[2] && fread(v, hdr[2] * 8, 1, f) != 1) || fread(&h, 8, 1, f) != 1) goto out;
-    want = fnv1a(fnv1a(0xcbf29ce484222325ULL, hdr, sizeof(hdr)), v, hdr[2] * 8);
+    want = fanns__fnv1a(fanns__fnv1a(0xcbf29ce484222325ULL, hdr, sizeof(hdr)), v, hdr[2] * 8);
     if (h != want || fgetc(f) != EOF) goto out;
     *out = v;
     *nslots = (uint32_t)hdr[2];
@@ -287,9 +288,13 @@ static void index_save(fanns_coll_t *c) {
     char gcp[1024];
     codec_path(c, gcp, sizeof(gcp));
     if (!gc) unlink(gcp);
-    /* The codec file first: a graph file is only trusted next to a codec file of its stamp. */
+    char blk[1024];
+    blocks_path(c, blk, sizeof(blk));
+    err.msg[0] = 0;
+    /* The codec file first: a graph file is only trusted next to a codec file of its stamp.
+     * The block links (replaced only by this thread) are read without the lock. */
     if ((gc && save_gcodec(gcp, stamp, gc) != 0) || fanns_hnsw_save(h, graph, stamp, &err) != 0 ||
-        save_ivv(ivv, stamp, copy, n) != 0)
+        save_ivv(ivv, stamp, copy, n) != 0 || fanns__blocks_save(c->blocks, blk, stamp) != 0)
         fanns_warn("saving the graph of %s failed: %s", c->name, err.msg);
     else
         fanns_info("saved the graph of %s (%zu nodes)", c->name, fanns_hnsw_count(h));
@@ -336,7 +341,15 @@ void fanns__index_load(fanns_coll_t *c) {
     for (uint32_t off = c->nslots; off < nv; off++)
         if (fanns_hnsw_contains(h, off)) fanns_hnsw_delete(h, off);
     free(vv);
-    fanns_info("loaded the graph of %s: %zu nodes, %u slots to re-index", c->name, fanns_hnsw_count(h), stale);
+    char blk[1024];
+    blocks_path(c, blk, sizeof(blk));
+    fanns_blocks_t *bs = NULL;
+    rc = c->payload_m ? fanns__blocks_load(blk, stamp, c->payload_m, c->nslots, h, &bs) : FANNS_ENOTFOUND;
+    if (rc && rc != FANNS_ENOTFOUND) fanns_warn("block links of %s not usable (%s): linking them again", c->name, fanns_err_name(rc));
+    c->blocks = bs;
+    c->blocks_pgen = c->pgen - 1; /* checked against the payload indexes once indexed */
+    fanns_info("loaded the graph of %s: %zu nodes, %u slots to re-index%s", c->name, fanns_hnsw_count(h), stale,
+               bs ? ", block links" : "");
 }
 
 void fanns__index_destroy(fanns_coll_t *c) {
@@ -347,7 +360,11 @@ void fanns__index_destroy(fanns_coll_t *c) {
         unlink(ivv);
         codec_path(c, graph, sizeof(graph));
         unlink(graph);
+        blocks_path(c, graph, sizeof(graph));
+        unlink(graph);
     }
+    fanns__blocks_free(c->blocks);
+    c->blocks = NULL;
     fanns_hnsw_free(c->hnsw);
     c->hnsw = NULL;
     fanns_codec_free(c->gcodec);
@@ -440,6 +457,9 @@ static bool ensure_graph(fanns_coll_t *c) {
     }
     fanns_hnsw_t *old = c->hnsw;
     fanns_codec_t *oldgc = c->gcodec;
+    fanns_blocks_t *oldbs = c->blocks; /* links of the old graph */
+    c->blocks = NULL;
+    c->blocks_pgen = c->pgen - 1;
     c->hnsw = h;
     c->gcodec = gc;
     c->gsum = fanns__quant_codec_sum(gc);
@@ -454,6 +474,7 @@ static bool ensure_graph(fanns_coll_t *c) {
     int rc = h ? touch_all(c) : 0;
     fanns__coll_unlock(c, env);
     /* Readers use the graph only under the read lock, so nobody holds the old one now. */
+    fanns__blocks_free(oldbs);
     fanns_hnsw_free(old);
     fanns_codec_free(oldgc);
     if (rc) fanns_error("out of memory queueing %s for indexing", c->name);
@@ -603,6 +624,8 @@ static void *indexer_main(void *arg) {
                     batch_free(&b);
                     malloc_trim(0);
                 }
+                /* With the queue empty: the block links the payload indexes call for. */
+                if (!stop) fanns__blocks_work(db, c);
             }
             pthread_rwlock_rdlock(&c->lock);
             bool save = c->hnsw && !c->dropped && (c->index_ops_since_save >= SAVE_EVERY_OPS || (stop && c->index_ops_since_save > 0)) &&

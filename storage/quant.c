@@ -154,15 +154,6 @@ static const char *kind_name(qkind_t k) {
 
 /* ---- codecs ------------------------------------------------------------------------- */
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 static void qcodec_free(fanns_qcodec_t *qc) {
     if (!qc) return;
     fanns_codec_free(qc->cc);
@@ -267,7 +258,7 @@ static int blob_build(fanns_qcodec_t *qc, fanns_err_t *err) {
     free(qc->blob);
     qc->blob = b;
     qc->blob_len = 12 + hl + cl;
-    qc->checksum = fnv1a(0xcbf29ce484222325ULL, cb, cl);
+    qc->checksum = fanns__fnv1a(0xcbf29ce484222325ULL, cb, cl);
     free(hs);
     free(cb);
     return 0;
@@ -320,7 +311,7 @@ static int qcodec_from_blob(const uint8_t *b, size_t len, uint32_t dim, fanns_me
     }
     memcpy(qc->blob, b, len);
     qc->blob_len = len;
-    qc->checksum = fnv1a(0xcbf29ce484222325ULL, cb, cl);
+    qc->checksum = fanns__fnv1a(0xcbf29ce484222325ULL, cb, cl);
     json_decref(h);
     *out = qc;
     return 0;
@@ -383,7 +374,7 @@ uint64_t fanns__quant_codec_sum(const fanns_codec_t *cc) {
     size_t len = 0;
     fanns_err_t err;
     if (!cc || fanns_codec_serialize(cc, &buf, &len, &err) != 0) return 0;
-    uint64_t h = fnv1a(0xcbf29ce484222325ULL, buf, len);
+    uint64_t h = fanns__fnv1a(0xcbf29ce484222325ULL, buf, len);
     free(buf);
     return h;
 }
@@ -531,7 +522,7 @@ static float *take_sample(const fanns_coll_t *c, MDB_txn *txn, size_t want, size
         if (!c->live[off]) continue;
         uint8_t key[FANNS_PID_KEYLEN];
         fanns_pid_key(&c->pids[off], key);
-        samp_t e = {mix64(fnv1a(0xcbf29ce484222325ULL, key, sizeof(key)) ^ QUANT_SEED), off};
+        samp_t e = {mix64(fanns__fnv1a(0xcbf29ce484222325ULL, key, sizeof(key)) ^ QUANT_SEED), off};
         if (k < m) {
             s[k++] = e;
             if (k == m)
