@@ -836,16 +836,23 @@ static size_t search_twohop(search_ctx_t *c, uint32_t ep, size_t ef, uint32_t ca
             }
         }
         /* Extra (block) links: matching points near this one that its own list may lack. */
-        if (c->xl && cur.id < c->xl->n) {
-            const uint32_t *x = c->xl->links + c->xl->start[cur.id], *xe = c->xl->links + c->xl->start[cur.id + 1];
-            for (const uint32_t *p = x; p < xe; p++) __builtin_prefetch(&tags[*p < vcap ? *p : 0], 1, 3);
-            for (; x < xe && nn < cap; x++) {
-                uint32_t nb = *x;
-                if (nb >= vcap || tags[nb] == epoch) continue;
-                if (passes(c, ftags, epoch, nb)) {
-                    tags[nb] = epoch;
-                    nbs[nn++] = nb;
+        if (c->xl && cur.id < c->xl->n && nn < cap) {
+            const fanns_hnsw_xlinks_t *xl = c->xl;
+            const uint32_t *x = xl->links + xl->start[cur.id], *xe = xl->links + xl->start[cur.id + 1];
+            while (x < xe && nn < cap) {
+                uint32_t cnt = *x & 0xffffu; /* the group header */
+                const uint32_t *ge = x + 1 + cnt <= xe ? x + 1 + cnt : xe;
+                x++;
+                for (const uint32_t *p = x; p < ge; p++) __builtin_prefetch(&tags[*p < vcap ? *p : 0], 1, 3);
+                for (; x < ge && nn < cap; x++) {
+                    uint32_t nb = *x;
+                    if (nb >= vcap || tags[nb] == epoch) continue;
+                    if (passes(c, ftags, epoch, nb)) {
+                        tags[nb] = epoch;
+                        nbs[nn++] = nb;
+                    }
                 }
+                x = ge;
             }
         }
         /* The rejected neighbours' lists start in their nodes' first cache lines. */

@@ -117,11 +117,13 @@ typedef enum fanns_hnsw_filter_mode {
     FANNS_HNSW_FILTER_TWO_HOP = 1,
 } fanns_hnsw_filter_mode_t;
 
-/* Extra level-0 links over offsets in compressed sparse row form: the extra links of off
- * (off < n) are links[start[off] .. start[off + 1]).  Block links (storage/blocks.c) are
- * kept this way: for each frequent payload value, links among the points that carry it
- * (fanns_hnsw_link_block), so that a filtered walk stays inside the matching points instead
- * of bridging through rejected ones.  Immutable while a search borrows it. */
+/* Extra level-0 links over offsets in compressed sparse row form, in groups: the extra links
+ * of off (off < n) are links[start[off] .. start[off + 1]), a sequence of groups, each a
+ * header (group number << 16 | count, count < 65536) followed by count offsets.  Block links
+ * (storage/blocks.c) are kept this way, one group per frequent payload value: links among
+ * the points that carry it (fanns_hnsw_link_block), so that a filtered walk stays inside the
+ * matching points instead of bridging through rejected ones.  Immutable while a search
+ * borrows it. */
 typedef struct fanns_hnsw_xlinks {
     const uint32_t *start; /* n + 1 entries */
     const uint32_t *links;

@@ -146,7 +146,7 @@ void fanns__index_stats(const fanns_coll_t *c, uint64_t *indexed, bool *indexing
     int ready = fanns__quant_graph_ready(c), have = c->gcodec ? (int)fanns_codec_kind(c->gcodec) : 0;
     bool rebuild = fanns__quant_graph_kind(c) ? (ready == fanns__quant_graph_kind(c) && have != ready) : have != 0;
     /* Block links not yet checked against the current payloads count too (blocks.c). */
-    bool blocks = c->payload_m && !c->gcodec && __atomic_load_n(&c->blocks_pgen, __ATOMIC_RELAXED) != c->pgen;
+    bool blocks = (c->payload_m || c->blocks) && __atomic_load_n(&c->blocks_pgen, __ATOMIC_RELAXED) != c->pgen;
     *indexing = c->nstale > 0 || c->reindex || rebuild || blocks;
 }
 

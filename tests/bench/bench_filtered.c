@@ -74,6 +74,25 @@ typedef struct {
     double selectivity;
 } query_t;
 
+/* Sets the environment of one A/B variant: var=value, or for a value of the form
+ * NAME1=v1/NAME2=v2 those assignments (var unset).  Returns 0 or -1. */
+static int set_variant(const char *var, const char *value) {
+    if (!strchr(value, '=')) return setenv(var, value, 1);
+    if (unsetenv(var)) return -1;
+    char *copy = strdup(value), *save = NULL;
+    int rc = copy ? 0 : -1;
+    for (char *a = copy ? strtok_r(copy, "/", &save) : NULL; a && !rc; a = strtok_r(NULL, "/", &save)) {
+        char *eq = strchr(a, '=');
+        if (!eq) rc = -1;
+        else {
+            *eq = 0;
+            rc = setenv(a, eq + 1, 1);
+        }
+    }
+    free(copy);
+    return rc;
+}
+
 static void usage(const char *prog) {
     fprintf(stderr,
             "usage: %s --data DIR [--ef 32,64,128,256] [--m 16] [--efc 200] [--k 10] [--reps 3]\n"
@@ -81,6 +100,7 @@ static void usage(const char *prog) {
             "          [--max-queries N] [--unfiltered 0|1] [--out FILE] [--evict-mb N]\n"
             "          [--quantization int8|binary [--oversampling F]] [--traversal widen,acorn,...]\n"
             "          [--ab-var NAME (the variable --traversal sets; FANNS_FILTER_TRAVERSAL)]\n"
+            "A --traversal value NAME1=v1/NAME2=v2 sets those variables instead (and unsets --ab-var's).\n"
             "DIR holds base.npy, base.jsonl, queries.npy, queries.jsonl, gt.npy (arxiv_like.py).\n",
             prog);
 }
@@ -382,10 +402,13 @@ int main(int argc, char **argv) {
         int *hits = calloc(nt * nq, sizeof(*hits)), *possible = calloc(nt * nq, sizeof(*possible));
         if (!exs || !hits || !possible) failed = 1;
         /* Pass 0 untimed (recall, explain); passes 1..reps timed; within a pass the traversal
-         * variants take turns. */
+         * variants take turns, in an order rotated by one each pass: the machine's speed
+         * drifts by 10-20% over minutes here, and a variant always run last in a pass came out
+         * up to 20% slower on identical code paths. */
         for (unsigned pass = 0; pass <= o.reps && !failed; pass++) {
-            for (size_t t = 0; t < nt && !failed; t++) {
-                if (o.ntrav && setenv(o.trav_var, o.travs[t], 1)) failed = 1;
+            for (size_t tt = 0; tt < nt && !failed; tt++) {
+                size_t t = (tt + pass) % nt;
+                if (o.ntrav && set_variant(o.trav_var, o.travs[t])) failed = 1;
                 for (size_t i = 0; i < nq && !failed; i++) {
                     if (!qs[i].filter && !o.keep_unfiltered) continue;
                     size_t ti = t * nq + i;

@@ -719,6 +719,120 @@ START_TEST(test_two_hop_filter) {
 }
 END_TEST
 
+/* Recall@10 of two-hop bitset searches at ef over the keep_hashed subset, with extra links xl
+ * (NULL: none); checks every result is a member. */
+static double block_recall(fanns_hnsw_t *h, const float *base, const float *qs, const uint64_t *bits, size_t ef,
+                           const fanns_hnsw_xlinks_t *xl, uint64_t *dc) {
+    fanns_hnsw_search_opts_t o = {.mode = FANNS_HNSW_FILTER_TWO_HOP, .bits = bits, .nbits = N, .xlinks = xl};
+    fanns_hnsw_result_t res[10];
+    uint32_t truth[10];
+    size_t hits = 0, total = 0;
+    *dc = 0;
+    for (size_t i = 0; i < NQ; i++) {
+        size_t n, nt = 0;
+        fanns_hnsw_stats_t st;
+        ck_assert_int_eq(fanns_hnsw_search_ex(h, qs + i * DIM, 10, ef, NULL, NULL, &o, res, &n, &st), 0);
+        *dc += st.dist_comps;
+        for (size_t a = 0; a < n; a++) ck_assert_msg(keep_hashed(res[a].off), "offset %u is not a member", res[a].off);
+        float bd[10];
+        for (uint32_t off = 0; off < N; off++) {
+            if (!keep_hashed(off)) continue;
+            float d = ref_dist(FANNS_METRIC_COSINE, qs + i * DIM, base + (size_t)off * DIM, DIM);
+            if (nt == 10 && d >= bd[9]) continue;
+            size_t p = nt < 10 ? nt++ : 9;
+            while (p > 0 && bd[p - 1] > d) {
+                bd[p] = bd[p - 1];
+                truth[p] = truth[p - 1];
+                p--;
+            }
+            bd[p] = d;
+            truth[p] = off;
+        }
+        for (size_t a = 0; a < n; a++)
+            for (size_t b = 0; b < nt; b++) hits += res[a].off == truth[b];
+        total += nt;
+    }
+    return (double)hits / (double)total;
+}
+
+/* Block links (fanns_hnsw_link_block): links stay inside the block, within 2 pm, without
+ * self links or repeats; walks that gather them return only members and find the filtered
+ * neighbours at a small beam at least as well as without them.  Bad arguments are refused. */
+START_TEST(test_block_links) {
+    float *base = make_data(N + NQ, DIM, 40, true, 12), *qs = base + N * DIM;
+    fanns_err_t err;
+    fanns_hnsw_t *h = build(&P_COS, base, N, 1);
+    two_hop_mod = 20; /* about 5% of the points */
+    static uint64_t bits[(N + 63) / 64];
+    memset(bits, 0, sizeof(bits));
+    uint32_t *members = malloc(N * sizeof(uint32_t));
+    size_t nm = 0;
+    for (uint32_t off = 0; off < N; off++)
+        if (keep_hashed(off)) {
+            members[nm++] = off;
+            bits[off >> 6] |= 1ull << (off & 63);
+        }
+    ck_assert_uint_gt(nm, 150);
+    const uint32_t pm = 8, cap = 2 * pm;
+    uint32_t *links = malloc(nm * cap * sizeof(uint32_t)), *cnt = malloc(nm * sizeof(uint32_t));
+    ck_assert_int_eq(fanns_hnsw_link_block(h, members, nm, bits, N, pm, 32, NULL, 2, links, cnt, &err), 0);
+    size_t linked = 0, total = 0;
+    for (size_t i = 0; i < nm; i++) {
+        ck_assert_uint_le(cnt[i], cap);
+        linked += cnt[i] > 0;
+        total += cnt[i];
+        for (uint32_t a = 0; a < cnt[i]; a++) {
+            uint32_t to = links[i * cap + a];
+            ck_assert_msg(keep_hashed(to) && to != members[i], "member %u links to %u", members[i], to);
+            for (uint32_t b = 0; b < a; b++) ck_assert_uint_ne(links[i * cap + b], to);
+        }
+    }
+    ck_assert_uint_eq(linked, nm);
+    ck_assert_uint_ge(total, nm * 2);
+    /* The links as CSR over offsets in one group (number 0), as storage/blocks.c publishes them. */
+    uint32_t *start = calloc(N + 1, sizeof(uint32_t)), *flat = malloc((total + nm) * sizeof(uint32_t));
+    for (size_t i = 0; i < nm; i++) start[members[i] + 1] = 1 + cnt[i];
+    for (uint32_t o = 0; o < N; o++) start[o + 1] += start[o];
+    for (size_t i = 0; i < nm; i++) {
+        flat[start[members[i]]] = cnt[i]; /* group 0 << 16 | count */
+        memcpy(flat + start[members[i]] + 1, links + i * cap, cnt[i] * sizeof(uint32_t));
+    }
+    fanns_hnsw_xlinks_t xl = {.start = start, .links = flat, .n = N};
+    uint64_t dc0, dc1;
+    double r0 = block_recall(h, base, qs, bits, 16, NULL, &dc0), r1 = block_recall(h, base, qs, bits, 16, &xl, &dc1);
+    ck_assert_msg(r1 >= 0.9 && r1 + 0.01 >= r0, "recall@10 at ef 16: %.4f with block links, %.4f without", r1, r0);
+    /* Ignored without a bitset: the callback walk is unchanged. */
+    {
+        fanns_hnsw_search_opts_t o = {.mode = FANNS_HNSW_FILTER_TWO_HOP, .xlinks = &xl}, o0 = {.mode = FANNS_HNSW_FILTER_TWO_HOP};
+        fanns_hnsw_result_t a[10], b[10];
+        size_t na, nb;
+        ck_assert_int_eq(fanns_hnsw_search_ex(h, qs, 10, 16, filter_hashed, NULL, &o, a, &na, NULL), 0);
+        ck_assert_int_eq(fanns_hnsw_search_ex(h, qs, 10, 16, filter_hashed, NULL, &o0, b, &nb, NULL), 0);
+        ck_assert_uint_eq(na, nb);
+        for (size_t i = 0; i < na; i++) ck_assert_uint_eq(a[i].off, b[i].off);
+    }
+    /* Refused: pm out of range, unsorted members, a member missing from the bitset, a deleted member. */
+    ck_assert_int_eq(fanns_hnsw_link_block(h, members, nm, bits, N, 0, 32, NULL, 1, links, cnt, &err), FANNS_EINVAL);
+    ck_assert_int_eq(fanns_hnsw_link_block(h, members, nm, bits, N, 17, 32, NULL, 1, links, cnt, &err), FANNS_EINVAL);
+    uint32_t swapped[2] = {members[1], members[0]};
+    ck_assert_int_eq(fanns_hnsw_link_block(h, swapped, 2, bits, N, pm, 32, NULL, 1, links, cnt, &err), FANNS_EINVAL);
+    uint32_t outside[1] = {members[0] + 1};
+    while (keep_hashed(outside[0])) outside[0]++;
+    ck_assert_int_eq(fanns_hnsw_link_block(h, outside, 1, bits, N, pm, 32, NULL, 1, links, cnt, &err), FANNS_EINVAL);
+    fanns_hnsw_delete(h, members[3]);
+    ck_assert_int_eq(fanns_hnsw_link_block(h, members, nm, bits, N, pm, 32, NULL, 1, links, cnt, &err), FANNS_EINVAL);
+    ck_assert(fanns_hnsw_has_node(h, members[3]) && !fanns_hnsw_contains(h, members[3]));
+    ck_assert(!fanns_hnsw_has_node(h, N + 100000));
+    free(start);
+    free(flat);
+    free(links);
+    free(cnt);
+    free(members);
+    fanns_hnsw_free(h);
+    free(base);
+}
+END_TEST
+
 START_TEST(test_codec_graph) {
     float *base = make_data(N + NQ, DIM, 40, true, 5), *qs = base + N * DIM;
     fanns_err_t err;
@@ -1033,6 +1147,7 @@ int main(void) {
     tcase_add_test(tc, test_build_invariants_and_recall);
     tcase_add_test(tc, test_delete_and_filter);
     tcase_add_test(tc, test_two_hop_filter);
+    tcase_add_test(tc, test_block_links);
     tcase_add_test(tc, test_replace_same_vectors);
     tcase_add_test(tc, test_replace_new_vectors);
     tcase_add_test(tc, test_persistence);
