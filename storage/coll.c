@@ -882,14 +882,16 @@ static int traversal_override(void) {
     return TRAV_AUTO;
 }
 
-/* Two-hop traversal (see search_filtered): used below this global selectivity on float32
- * graphs; its cost in distances per unit of ef; the share of the global selectivity under
- * which the pass rate the walk saw means an anti-correlated filter.
+/* Two-hop traversal (see search_filtered): used below this global selectivity; its cost in
+ * distances per unit of ef; the share of the global selectivity under which the pass rate
+ * the walk saw means an anti-correlated filter.
  *
- * Graphs over codes keep the widened beam: there a distance is cheap next to the filter
- * tests and bridge list reads two-hop adds, and on 100k x 384 int8 (median of two A/B runs)
- * two-hop gained 10-25% in most 1-50% cells but lost 16% in license_year 10-50% and 25-30%
- * in the anti-correlated cells, where the walk is wasted before the (fast, quantized) scan. */
+ * Graphs over codes walk two-hop too since the walk tests a bitset and gathers block links:
+ * on 100k x 384 int8 (one process, variant order rotated per pass) two-hop with block links
+ * against the widened beam measured 1.5-2.2x in the year, license_year and author 10-50%
+ * cells, 1.1-1.3x in the other walked cells, 0.86x in the anti-correlated cat 10-50% cell;
+ * geometric mean over all cells 1.26.  (Before bitsets, two-hop on codes lost 16-30% in
+ * three cells and the widened beam was kept.) */
 #define ACORN_MAX_SEL 0.5
 #define ACORN_DC_PER_EF 30.0
 #define ACORN_ANTI 0.5
@@ -925,7 +927,7 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
     bool use_graph = graph_usable(c, req) && est > full_scan_points;
     size_t ef_graph = ef;
     int trav = traversal_override();
-    if (use_graph && trav != TRAV_WIDEN && (trav == TRAV_ACORN || (sel < ACORN_MAX_SEL && !c->gcodec))) {
+    if (use_graph && trav != TRAV_WIDEN && (trav == TRAV_ACORN || sel < ACORN_MAX_SEL)) {
         /* Two-hop traversal (ACORN-1, fanns_hnsw_search_ex): only matching points are scored
          * and expanded, so it costs about ACORN_DC_PER_EF * ef distances whatever the
          * selectivity (measured on 100k x 384 at 1-50%: 39 per unit of ef at ef 16, 25 at
