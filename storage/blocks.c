@@ -271,13 +271,36 @@ static void plan_free(plan_t *p) {
     free(p->w);
 }
 
+/* True when the indexer has better things to do than the next block: stopping, this
+ * collection gone or rebuilt, or writes queued in any collection (they make collections
+ * yellow and are scored exactly until indexed). */
 static bool must_yield(fanns_db_t *db, fanns_coll_t *c) {
     pthread_mutex_lock(&db->imu);
     bool stop = db->istop;
     pthread_mutex_unlock(&db->imu);
     pthread_rwlock_rdlock(&c->lock);
-    stop = stop || c->iq_len > 0 || c->dropped || c->reindex;
+    stop = stop || c->dropped || c->reindex;
     pthread_rwlock_unlock(&c->lock);
+    if (stop) return true;
+    /* The collections are held by references, and their locks taken with map_lock released:
+     * the writer takes map_lock while holding collection locks. */
+    pthread_rwlock_rdlock(&db->map_lock);
+    size_t n = db->ncolls;
+    fanns_coll_t **cs = malloc((n ? n : 1) * sizeof(*cs));
+    for (size_t i = 0; cs && i < n; i++) {
+        cs[i] = db->colls[i];
+        atomic_fetch_add(&cs[i]->refs, 1);
+    }
+    pthread_rwlock_unlock(&db->map_lock);
+    for (size_t i = 0; cs && i < n; i++) {
+        if (!stop) {
+            pthread_rwlock_rdlock(&cs[i]->lock);
+            stop = cs[i]->iq_len > 0;
+            pthread_rwlock_unlock(&cs[i]->lock);
+        }
+        fanns_coll_release(cs[i]);
+    }
+    free(cs);
     return stop;
 }
 

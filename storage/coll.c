@@ -988,7 +988,8 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
             uint64_t dc = ex->dist_comps;
             rc = search_scan(c, vr, req, heap, nh, k, &ms, ex);
             ex->dist_comps += dc;
-            ex->strategy = ms.two_hop ? "hnsw_acorn+exact_fallback" : "hnsw_filtered+exact_fallback";
+            if (c->gcodec) ex->strategy = ms.two_hop ? "hnsw_codes_acorn+exact_fallback" : "hnsw_codes_filtered+exact_fallback";
+            else ex->strategy = ms.two_hop ? "hnsw_acorn+exact_fallback" : "hnsw_filtered+exact_fallback";
         }
     } else {
         uint64_t dc = ex->dist_comps;

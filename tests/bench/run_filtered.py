@@ -431,8 +431,14 @@ def report(a, datasets):
         md += [f"## {ds[0]} x {ds[1]}", ""]
         for b in builds:
             if b.get("system") == "fanns":
-                md.append(f"- fanns build: {b['n']} points upserted in {b['upsert_s']:.1f} s, graph complete after "
-                          f"{b['indexed_s']:.1f} s (2 indexer threads), peak RSS {b['peak_rss'] / 2**20:.0f} MiB.")
+                if "graph_s" in b and b.get("blocks"):
+                    md.append(f"- fanns build: {b['n']} points upserted in {b['upsert_s']:.1f} s, graph complete after "
+                              f"{b['graph_s']:.1f} s, block links ({b['blocks']} blocks, {b['block_links'] / 1e6:.2f} M links, "
+                              f"{b['block_bytes'] / 2**20:.0f} MiB; graph {b['graph_bytes'] / 2**20:.0f} MiB) after "
+                              f"{b['indexed_s']:.1f} s (2 indexer threads), peak RSS {b['peak_rss'] / 2**20:.0f} MiB.")
+                else:
+                    md.append(f"- fanns build: {b['n']} points upserted in {b['upsert_s']:.1f} s, graph complete after "
+                              f"{b['indexed_s']:.1f} s (2 indexer threads), peak RSS {b['peak_rss'] / 2**20:.0f} MiB.")
             else:
                 md.append(f"- {b['system']} build: " + ("cached from an earlier run" if b.get("cached")
                                                         else f"{b['build_s']:.1f} s"))
