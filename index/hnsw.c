@@ -1593,6 +1593,8 @@ typedef struct block_ctx {
     uint32_t *fwd, *fcnt;   /* phase 1: pm forward links per member */
     const uint32_t *rstart, *rev; /* phase 2: back links per member (CSR over member indexes) */
     uint32_t *out, *cnt;
+    bool (*stop)(void *ctx);
+    void *sctx;
     int phase;
     size_t next;            /* atomic */
     int rc;                 /* atomic: first error */
@@ -1662,6 +1664,10 @@ static void *block_worker(void *arg) {
     while (!rc && !__atomic_load_n(&b->rc, __ATOMIC_RELAXED)) {
         size_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
         if (i >= b->n) break;
+        if (b->phase == 1 && b->stop && i % 256 == 255 && b->stop(b->sctx)) {
+            rc = FANNS_EBUSY;
+            break;
+        }
         rc = b->phase == 1 ? block_forward(b, i, q, res, a, rej) : block_merge(b, i, a, rej);
     }
     if (rc) {
@@ -1689,8 +1695,8 @@ static int block_phase(block_ctx_t *b, int phase, int nthreads) {
 }
 
 int fanns_hnsw_link_block(fanns_hnsw_t *h, const uint32_t *members, size_t n, const uint64_t *bits, uint32_t nbits,
-                          uint32_t pm, size_t ef, const fanns_hnsw_xlinks_t *xl, int nthreads, uint32_t *out,
-                          uint32_t *cnt, fanns_err_t *err) {
+                          uint32_t pm, size_t ef, const fanns_hnsw_xlinks_t *xl, int nthreads,
+                          bool (*stop)(void *ctx), void *sctx, uint32_t *out, uint32_t *cnt, fanns_err_t *err) {
     if (pm < 1 || pm > h->p.m || ef < 1 || !bits)
         return fanns_err_set(err, FANNS_EINVAL, NULL, "hnsw: block links need 1 <= pm <= m, ef >= 1 and a bitset");
     for (size_t i = 0; i < n; i++)
@@ -1700,7 +1706,7 @@ int fanns_hnsw_link_block(fanns_hnsw_t *h, const uint32_t *members, size_t n, co
                                  members[i]);
     if (nthreads < 1) nthreads = 1;
     block_ctx_t b = {.h = h, .members = members, .n = n, .bits = bits, .nbits = nbits, .pm = pm, .ef = ef, .xl = xl,
-                     .out = out, .cnt = cnt};
+                     .out = out, .cnt = cnt, .stop = stop, .sctx = sctx};
     uint32_t *rstart = NULL, *rev = NULL, *fill = NULL;
     b.fwd = malloc((n ? n : 1) * pm * sizeof(uint32_t));
     b.fcnt = calloc(n ? n : 1, sizeof(uint32_t));
@@ -1733,6 +1739,7 @@ fail:
     free(rstart);
     free(rev);
     free(fill);
+    if (rc == FANNS_EBUSY) return fanns_err_set(err, rc, NULL, "hnsw: linking a block was stopped");
     if (rc) return fanns_err_set(err, rc, NULL, "hnsw: out of memory while linking a block");
     return 0;
 }

@@ -165,10 +165,12 @@ int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, f
  * out[i * 2 * pm ..] (caller-owned, n * 2 * pm entries) and their count to cnt[i].  Runs on
  * nthreads threads (the calling one included) concurrently with searches; the graph must not
  * change meanwhile (the indexer calls it between batches).  pm is at least 1 and at most
- * m.  Returns 0, FANNS_EINVAL or FANNS_ENOMEM. */
+ * m.  stop (may be NULL) is asked every 256 members searched, on any of the threads; when
+ * it answers true the work is abandoned.  Returns 0, FANNS_EINVAL, FANNS_EBUSY (stopped)
+ * or FANNS_ENOMEM. */
 int fanns_hnsw_link_block(fanns_hnsw_t *h, const uint32_t *members, size_t n, const uint64_t *bits, uint32_t nbits,
-                          uint32_t pm, size_t ef, const fanns_hnsw_xlinks_t *xl, int nthreads, uint32_t *out,
-                          uint32_t *cnt, fanns_err_t *err);
+                          uint32_t pm, size_t ef, const fanns_hnsw_xlinks_t *xl, int nthreads,
+                          bool (*stop)(void *ctx), void *sctx, uint32_t *out, uint32_t *cnt, fanns_err_t *err);
 
 /* Internal distance between q and the stored vector of off (for rescoring and tests). */
 float fanns_hnsw_distance(const fanns_hnsw_t *h, const float *q, uint32_t off);

@@ -18,9 +18,10 @@
  * (filtered out), a new member has none yet (it is still reached through the graph's own
  * lists).  A block is linked again when its size drifts by more than BLOCK_DRIFT from the
  * size it was linked at, and dropped when its value leaves the size range or its index is
- * dropped.  The work runs on the indexer thread once its queue is empty, one block at a time
- * and yielding to queued writes between blocks; the graph does not change meanwhile (the
- * indexer is its only writer).
+ * dropped.  The work runs on the indexer thread once its queue is empty, one block at a time;
+ * writes queued in any collection stop it between blocks, and a backlog of them inside a
+ * block too (fanns_hnsw_link_block's stop callback); it resumes after them.  The graph does not change meanwhile (the indexer is
+ * its only writer).
  *
  * Memory: the links live only in the published adjacency (one group per block in each
  * member's row, fanns_hnsw_xlinks_t); a block itself keeps only its key and sizes.
@@ -271,10 +272,12 @@ static void plan_free(plan_t *p) {
     free(p->w);
 }
 
-/* True when the indexer has better things to do than the next block: stopping, this
- * collection gone or rebuilt, or writes queued in any collection (they make collections
- * yellow and are scored exactly until indexed). */
-static bool must_yield(fanns_db_t *db, fanns_coll_t *c) {
+/* True when the indexer has better things to do: stopping, this collection gone or rebuilt,
+ * or at least min_queue slots queued in some collection (they keep it yellow and are scored
+ * exactly until indexed).  Between blocks any queued write counts (min_queue 1); inside one
+ * only a backlog (BLOCK_BACKLOG), so that a trickle of writes cannot starve the linking. */
+#define BLOCK_BACKLOG 1024u
+static bool must_yield(fanns_db_t *db, fanns_coll_t *c, size_t min_queue) {
     pthread_mutex_lock(&db->imu);
     bool stop = db->istop;
     pthread_mutex_unlock(&db->imu);
@@ -295,7 +298,7 @@ static bool must_yield(fanns_db_t *db, fanns_coll_t *c) {
     for (size_t i = 0; cs && i < n; i++) {
         if (!stop) {
             pthread_rwlock_rdlock(&cs[i]->lock);
-            stop = cs[i]->iq_len > 0;
+            stop = cs[i]->iq_len >= min_queue;
             pthread_rwlock_unlock(&cs[i]->lock);
         }
         fanns_coll_release(cs[i]);
@@ -304,7 +307,18 @@ static bool must_yield(fanns_db_t *db, fanns_coll_t *c) {
     return stop;
 }
 
-/* Links w's members into w->f.  Returns 0 or an error. */
+typedef struct yield_ctx {
+    fanns_db_t *db;
+    fanns_coll_t *c;
+} yield_ctx_t;
+
+static bool yield_cb(void *ctx) {
+    yield_ctx_t *y = ctx;
+    return must_yield(y->db, y->c, BLOCK_BACKLOG);
+}
+
+/* Links w's members into w->f.  Returns 0, FANNS_EBUSY (given up for queued writes) or an
+ * error. */
 static int link_one(fanns_db_t *db, fanns_coll_t *c, fanns_hnsw_t *h, uint32_t pm, const fanns_hnsw_xlinks_t *xl,
                     want_t *w) {
     fanns_err_t err;
@@ -320,9 +334,13 @@ static int link_one(fanns_db_t *db, fanns_coll_t *c, fanns_hnsw_t *h, uint32_t p
     roaring_bitmap_to_uint32_array(w->bm, f->members);
     for (uint64_t i = 0; i < n; i++) bits[f->members[i] >> 6] |= 1ULL << (f->members[i] & 63);
     f->n = (uint32_t)n;
-    rc = fanns_hnsw_link_block(h, f->members, n, bits, nbits, pm, BLOCK_EF, xl, db->index_threads, f->links, f->cnt, &err);
+    /* A large block takes minutes: a backlog of writes queued meanwhile stops it (it is
+     * linked again once they are indexed). */
+    yield_ctx_t y = {db, c};
+    rc = fanns_hnsw_link_block(h, f->members, n, bits, nbits, pm, BLOCK_EF, xl, db->index_threads, yield_cb, &y,
+                               f->links, f->cnt, &err);
     if (rc) {
-        fanns_warn("linking block %s of %s: %s", w->key, c->name, err.msg);
+        if (rc != FANNS_EBUSY) fanns_warn("linking block %s of %s: %s", w->key, c->name, err.msg);
         goto fail;
     }
     free(bits);
@@ -377,11 +395,13 @@ void fanns__blocks_work(fanns_db_t *db, fanns_coll_t *c) {
     for (size_t i = 0; i < p.n; i++) {
         want_t *w = &p.w[i];
         if (w->bm) {
-            if (yielded || (linked > 0 && must_yield(db, c))) {
+            if (yielded || (linked > 0 && must_yield(db, c, 1))) {
                 yielded = true;
                 continue;
             }
-            if (link_one(db, c, h, pm, xl, w) != 0) continue;
+            int lrc = link_one(db, c, h, pm, xl, w);
+            if (lrc == FANNS_EBUSY) yielded = true;
+            if (lrc) continue;
             linked++;
             linked_pts += w->f.n;
             src[nb] = (src_t){.old = NO_GROUP, .f = &w->f};

@@ -755,6 +755,13 @@ static double block_recall(fanns_hnsw_t *h, const float *base, const float *qs, 
     return (double)hits / (double)total;
 }
 
+static int stop_calls;
+static bool stop_now(void *ctx) {
+    (void)ctx;
+    __atomic_add_fetch(&stop_calls, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
 /* Block links (fanns_hnsw_link_block): links stay inside the block, within 2 pm, without
  * self links or repeats; walks that gather them return only members and find the filtered
  * neighbours at a small beam at least as well as without them.  Bad arguments are refused. */
@@ -775,7 +782,7 @@ START_TEST(test_block_links) {
     ck_assert_uint_gt(nm, 150);
     const uint32_t pm = 8, cap = 2 * pm;
     uint32_t *links = malloc(nm * cap * sizeof(uint32_t)), *cnt = malloc(nm * sizeof(uint32_t));
-    ck_assert_int_eq(fanns_hnsw_link_block(h, members, nm, bits, N, pm, 32, NULL, 2, links, cnt, &err), 0);
+    ck_assert_int_eq(fanns_hnsw_link_block(h, members, nm, bits, N, pm, 32, NULL, 2, NULL, NULL, links, cnt, &err), 0);
     size_t linked = 0, total = 0;
     for (size_t i = 0; i < nm; i++) {
         ck_assert_uint_le(cnt[i], cap);
@@ -812,15 +819,32 @@ START_TEST(test_block_links) {
         for (size_t i = 0; i < na; i++) ck_assert_uint_eq(a[i].off, b[i].off);
     }
     /* Refused: pm out of range, unsorted members, a member missing from the bitset, a deleted member. */
-    ck_assert_int_eq(fanns_hnsw_link_block(h, members, nm, bits, N, 0, 32, NULL, 1, links, cnt, &err), FANNS_EINVAL);
-    ck_assert_int_eq(fanns_hnsw_link_block(h, members, nm, bits, N, 17, 32, NULL, 1, links, cnt, &err), FANNS_EINVAL);
+    ck_assert_int_eq(fanns_hnsw_link_block(h, members, nm, bits, N, 0, 32, NULL, 1, NULL, NULL, links, cnt, &err), FANNS_EINVAL);
+    ck_assert_int_eq(fanns_hnsw_link_block(h, members, nm, bits, N, 17, 32, NULL, 1, NULL, NULL, links, cnt, &err), FANNS_EINVAL);
     uint32_t swapped[2] = {members[1], members[0]};
-    ck_assert_int_eq(fanns_hnsw_link_block(h, swapped, 2, bits, N, pm, 32, NULL, 1, links, cnt, &err), FANNS_EINVAL);
+    ck_assert_int_eq(fanns_hnsw_link_block(h, swapped, 2, bits, N, pm, 32, NULL, 1, NULL, NULL, links, cnt, &err), FANNS_EINVAL);
     uint32_t outside[1] = {members[0] + 1};
     while (keep_hashed(outside[0])) outside[0]++;
-    ck_assert_int_eq(fanns_hnsw_link_block(h, outside, 1, bits, N, pm, 32, NULL, 1, links, cnt, &err), FANNS_EINVAL);
+    ck_assert_int_eq(fanns_hnsw_link_block(h, outside, 1, bits, N, pm, 32, NULL, 1, NULL, NULL, links, cnt, &err), FANNS_EINVAL);
+    { /* a stop request abandons the work: asked every 256 members */
+        uint32_t *all = malloc(N * sizeof(uint32_t)), *l2 = malloc((size_t)N * cap * sizeof(uint32_t)),
+                 *c2 = malloc(N * sizeof(uint32_t));
+        static uint64_t allbits[(N + 63) / 64];
+        for (uint32_t o = 0; o < N; o++) {
+            all[o] = o;
+            allbits[o >> 6] |= 1ull << (o & 63);
+        }
+        stop_calls = 0;
+        ck_assert_int_eq(fanns_hnsw_link_block(h, all, N, allbits, N, pm, 32, NULL, 2, stop_now, NULL, l2, c2, &err),
+                         FANNS_EBUSY);
+        ck_assert_int_ge(stop_calls, 1);
+        ck_assert_int_lt(stop_calls, N / 256); /* gave up early, not after every member */
+        free(all);
+        free(l2);
+        free(c2);
+    }
     fanns_hnsw_delete(h, members[3]);
-    ck_assert_int_eq(fanns_hnsw_link_block(h, members, nm, bits, N, pm, 32, NULL, 1, links, cnt, &err), FANNS_EINVAL);
+    ck_assert_int_eq(fanns_hnsw_link_block(h, members, nm, bits, N, pm, 32, NULL, 1, NULL, NULL, links, cnt, &err), FANNS_EINVAL);
     ck_assert(fanns_hnsw_has_node(h, members[3]) && !fanns_hnsw_contains(h, members[3]));
     ck_assert(!fanns_hnsw_has_node(h, N + 100000));
     free(start);
