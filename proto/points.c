@@ -562,6 +562,7 @@ static json_t *explain_json(const fanns_search_explain_t *ex) {
                           (json_int_t)ex->actual_matches, "distance_computations", (json_int_t)ex->dist_comps, "points",
                           (json_int_t)ex->points);
     if (ex->local_selectivity >= 0) json_object_set_new(o, "local_selectivity", json_real(ex->local_selectivity));
+    if (ex->block_links) json_object_set_new(o, "block_links", json_true());
     if (ex->codec)
         json_object_set_new(o, "quantization", json_pack("{s:s, s:I, s:b}", "codec", ex->codec, "candidates",
                                                          (json_int_t)ex->candidates, "rescored", ex->rescored));

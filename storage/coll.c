@@ -830,6 +830,7 @@ static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_se
          * 1.00 at 384.  Gathering only the blocks most of whose points match, or only around
          * points whose own list held few matches, measured no better. */
         if (so.mode == FANNS_HNSW_FILTER_TWO_HOP && !block_links_off()) so.xlinks = fanns__blocks_xlinks(c->blocks);
+        ex->block_links = so.xlinks != NULL;
     }
     int rc = fanns_hnsw_search_ex(c->hnsw, req->query, kq, ef < kq ? kq : ef, plain ? NULL : accept_graph, &acc, &so, res,
                                   &nres, &st);

@@ -174,6 +174,7 @@ typedef struct fanns_search_explain {
     const char *codec;          /* the scan ran on these codes ("sq8", ...), or NULL for float32 */
     uint64_t candidates;        /* codes kept for rescoring (k * oversampling) */
     bool rescored;              /* candidates were rescored with float32 vectors */
+    bool block_links;           /* the graph walk gathered block links (storage/blocks.c) */
 } fanns_search_explain_t;
 
 typedef struct fanns_search_req {

@@ -268,7 +268,11 @@ def main():
         while c.get("/collections/" + gcoll)["status"] != "green":
             assert time.monotonic() < deadline, "graph collection not green"
             time.sleep(0.2)
-        strategies, per_kind = {}, {}
+        # Block links: the frequent values of the keyword and integer indexes are linked by the
+        # time the collection is green, and walks on them use the links.
+        blocks = c.get("/collections/%s?fanns=true" % gcoll)["fanns"]["block_links"]
+        assert blocks["blocks"] > 0 and blocks["links"] > 0, "no block links: %s" % blocks
+        strategies, per_kind, with_links = {}, {}, 0
         for qi, q in enumerate(queries):
             flt = qmeta[qi]["filter"]
             if flt is None:
@@ -277,6 +281,7 @@ def main():
                 "query": q.tolist(), "limit": 10, "filter": flt, "params": {"hnsw_ef": 64, "explain": True}})
             st = r["explain"]["strategy"]
             strategies[st] = strategies.get(st, 0) + 1
+            with_links += r["explain"].get("block_links", False) is True
             want = set(int(x) for x in gt[qi] if x >= 0)
             for p in r["points"]:
                 assert filter_ok(payloads[p["id"]], flt), "%s query %d returned id %d outside its filter" % (
@@ -286,6 +291,7 @@ def main():
         print("graph collection: strategies %s; recall@10 by kind: %s" % (
             strategies, ", ".join("%s %.3f" % (k, sum(v) / len(v)) for k, v in sorted(per_kind.items()))), flush=True)
         assert strategies.get("hnsw_acorn", 0) > 0, "no query walked the matching subgraph: %s" % strategies
+        assert with_links > 0, "no walk used block links (%s)" % blocks
         for k, v in per_kind.items():
             assert sum(v) / len(v) >= args.min_recall, "kind %s: recall@10 %.3f through the graph" % (k, sum(v) / len(v))
         srv.stop()
