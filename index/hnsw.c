@@ -530,6 +530,7 @@ typedef struct search_ctx {
     const fanns_hnsw_xlinks_t *xl; /* search_twohop with bits: extra links, or NULL */
     uint64_t dist_comps, visited;
     uint64_t ftests, fpasses; /* filter tests and acceptances (stats) */
+    bool entry_isolated;      /* stats (search_twohop) */
 } search_ctx_t;
 
 /* Distance from the search's query to off: on the code with a prepared query, else from
@@ -806,6 +807,7 @@ static size_t search_twohop(search_ctx_t *c, uint32_t ep, size_t ef, uint32_t ca
         t.bound = d0;
     }
     for (;;) {
+        if (t.nc == 0 && t.nr == 0) c->entry_isolated = true;
         while (t.nc == 0 && t.nr < ef && t.escaped < t.nwalked) {
             uint32_t x = t.walked[t.escaped++];
             uint32_t n = read_list(h, node_at(h, x), 0, buf), nn = 0;
@@ -1786,7 +1788,7 @@ int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, f
     int top;
     ep_get(h, &ep, &top);
     if (top < 0 || k == 0) {
-        if (stats) *stats = (fanns_hnsw_stats_t){0, 0, 0, 0};
+        if (stats) *stats = (fanns_hnsw_stats_t){0, 0, 0, 0, false};
         return 0;
     }
     scratch_t *s = scratch_get();
@@ -1813,7 +1815,7 @@ int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, f
     }
     int rc = search_levels(&c, ep, top, k, ef, out, n);
     fanns_codec_query_free(cq);
-    if (stats) *stats = (fanns_hnsw_stats_t){c.dist_comps, c.visited, c.ftests, c.fpasses};
+    if (stats) *stats = (fanns_hnsw_stats_t){c.dist_comps, c.visited, c.ftests, c.fpasses, c.entry_isolated};
     return rc;
 }
 
@@ -1845,6 +1847,7 @@ static int search_levels(search_ctx_t *cp, uint32_t ep, int top, size_t k, size_
     cp->visited = c.visited;
     cp->ftests = c.ftests;
     cp->fpasses = c.fpasses;
+    cp->entry_isolated = c.entry_isolated;
     return 0;
 }
 

@@ -56,6 +56,9 @@ typedef struct fanns_hnsw_stats {
     uint64_t visited;       /* nodes visited on level 0 */
     uint64_t filter_tests;  /* filtered searches: live nodes tested against the filter */
     uint64_t filter_passes; /* ... and accepted by it */
+    bool entry_isolated;    /* TWO_HOP: no accepted node within two hops of the level-0 entry
+                               point (the walk searched breadth first for one): the query's
+                               neighbourhood holds no match */
 } fanns_hnsw_stats_t;
 
 /* Keeps a candidate when it returns true; called with offsets of live (not deleted) nodes. */

@@ -797,7 +797,7 @@ static bool block_links_off(void) {
 }
 
 static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_search_req_t *req, cand_t *heap, size_t *nh,
-                        size_t k, const match_set_t *ms, fanns_search_explain_t *ex) {
+                        size_t k, const match_set_t *ms, fanns_search_explain_t *ex, bool *isolated) {
     const fanns_metric_t m = c->metric;
     const size_t d = c->dim;
     size_t ef = req->ef ? req->ef : c->hnsw_efc;
@@ -812,7 +812,7 @@ static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_se
         if (kq > c->count) kq = c->count > k ? c->count : k;
     }
     fanns_hnsw_result_t *res = malloc(kq * sizeof(*res));
-    fanns_hnsw_stats_t st = {0, 0, 0, 0};
+    fanns_hnsw_stats_t st = {0, 0, 0, 0, false};
     size_t nres = 0;
     graph_accept_t acc = {c, ms};
     if (!res) return FANNS_ENOMEM;
@@ -844,6 +844,7 @@ static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_se
     ex->dist_comps += st.dist_comps;
     /* The walk's pass rate: the share of the points it tested that match (search_filtered). */
     if (ms && st.filter_tests) ex->local_selectivity = (double)st.filter_passes / (double)st.filter_tests;
+    if (isolated) *isolated = st.entry_isolated;
     for (size_t i = 0; i < nres; i++) {
         if (estimates) {
             heap_push(heap, nh, k, (cand_t){dist_to_key(m, res[i].dist), res[i].off});
@@ -868,6 +869,18 @@ static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_se
         from_graph++;
     }
     return from_graph >= k ? 0 : 1; /* 1: could not fill k */
+}
+
+/* FANNS_ANTI_WALK=off: broad anti-correlated filters are scanned instead of walked two-hop
+ * (search_filtered), for A/B measurements; unset in production. */
+static bool anti_walk_off(void) {
+    const char *v = getenv("FANNS_ANTI_WALK");
+    return v && !strcmp(v, "off");
+}
+
+static bool isolated_off(void) {
+    const char *v = getenv("FANNS_ISOLATED");
+    return v && !strcmp(v, "off");
 }
 
 /* Filtered traversal forced by the environment variable FANNS_FILTER_TRAVERSAL, for A/B
@@ -906,6 +919,16 @@ static int traversal_override(void) {
  * walk answers in half the time. */
 #define ACORN_GRAPH_VS_SCAN 2.5
 
+/* How much a filtered beam is widened for a pass rate p (the share of the points the walk
+ * or probe tested that match): 1 / p, at most 8x. */
+static double widen_for(double p) { return p < 0.125 ? 8.0 : 1.0 / p; }
+
+/* The wide two-hop walk for anti-correlated filters (search_filtered): its beam in units of
+ * ef, and its cost in distances per unit of that beam (measured 14 - 21 at beams 256 - 1024
+ * on 100k x 384). */
+#define ACORN_WIDE 16
+#define ACORN_WIDE_DC_PER_EF 16.0
+
 static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_search_req_t *req, cand_t *heap,
                            size_t *nh, size_t k, fanns_search_explain_t *ex) {
     fanns_pindex_points_t pts = {pts_pid, pts_payload, pts_offset, (void *)c};
@@ -927,6 +950,7 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
     double sel = c->count ? (double)est / (double)c->count : 1.0;
     bool use_graph = graph_usable(c, req) && est > full_scan_points;
     size_t ef_graph = ef;
+    bool wide = false; /* anti-correlated: the wide two-hop walk or the scan */
     int trav = traversal_override();
     if (use_graph && trav != TRAV_WIDEN && (trav == TRAV_ACORN || sel < ACORN_MAX_SEL)) {
         /* Two-hop traversal (ACORN-1, fanns_hnsw_search_ex): only matching points are scored
@@ -937,20 +961,21 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
          * The scan is chosen when that is no dearer (ACORN_GRAPH_VS_SCAN).  The
          * walk's own pass rate (matches among the points it tested) takes the probe's other
          * role: far below the global selectivity, the filter is anti-correlated with the
-         * query and the walk's result is replaced by the exact scan (below). */
+         * query (below). */
         if ((double)est <= ACORN_GRAPH_VS_SCAN * ACORN_DC_PER_EF * (double)ef) use_graph = false;
         else ms.two_hop = true;
     } else if (use_graph) {
-        /* Widened beam.  Correlation probe: the share of the query's unfiltered neighbourhood that passes.
-         * It decides twice.  When it is far below the global selectivity, the filter cuts
-         * the query's region out of the graph (the negatively correlated case where filtered
-         * traversal loses recall): scan.  Otherwise a filtered traversal costs about
-         * ef * 2m / local distances (a positively correlated filter is cheap to traverse even
-         * when it is narrow overall), and is chosen when that beats scanning every match,
-         * with the beam widened by the local pass rate so about ef passing candidates are kept. */
+        /* Widened beam.  Correlation probe: the share of the query's unfiltered neighbourhood
+         * that passes.  It decides twice.  When it is far below the global selectivity, the
+         * filter cuts the query's region out of the graph (the negatively correlated case
+         * where filtered traversal loses recall): the wide two-hop walk or the scan (below).
+         * Otherwise a filtered traversal costs about ef * 2m / local distances (a positively
+         * correlated filter is cheap to traverse even when it is narrow overall), and is
+         * chosen when that beats scanning every match, with the beam widened by the local
+         * pass rate so about ef passing candidates are kept. */
         fanns_hnsw_result_t *probe = malloc(ef * sizeof(*probe));
         size_t np = 0, pass = 0;
-        fanns_hnsw_stats_t pst = {0, 0, 0, 0};
+        fanns_hnsw_stats_t pst = {0, 0, 0, 0, false};
         graph_accept_t acc = {c, NULL};
         if (!probe) rc = FANNS_ENOMEM;
         else rc = fanns_hnsw_search(c->hnsw, req->query, ef, ef, c->nstale ? accept_graph : NULL, &acc, probe, &np, &pst);
@@ -960,13 +985,15 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
         ex->dist_comps += pst.dist_comps;
         double local = np ? (double)pass / (double)np : 0.0;
         ex->local_selectivity = local;
-        double widen = local < 0.125 ? 8.0 : 1.0 / (local > 0 ? local : 1.0);
-        double graph_cost = (double)pst.dist_comps * widen;
-        if (local < 0.5 * sel || pass == 0 || graph_cost >= (double)est) use_graph = false;
-        else ef_graph = (size_t)((double)ef * widen);
+        double graph_cost = (double)pst.dist_comps * widen_for(local);
+        if (local < 0.5 * sel || pass == 0) {
+            use_graph = false;
+            wide = true;
+        } else if (graph_cost >= (double)est) use_graph = false;
+        else ef_graph = (size_t)((double)ef * widen_for(local));
     }
+    size_t nh0 = *nh;
     if (use_graph) {
-        size_t nh0 = *nh;
         fanns_search_req_t r2 = *req;
         r2.ef = ef_graph;
         /* An exact match set becomes a bitset the walk tests inline. */
@@ -975,24 +1002,55 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
             goto out;
         }
         double probed = ex->local_selectivity;
-        rc = search_graph(c, vr, &r2, heap, nh, k, &ms, ex);
+        bool isolated = false;
+        rc = search_graph(c, vr, &r2, heap, nh, k, &ms, ex, &isolated);
         if (ms.two_hop && ex->local_selectivity >= 0) {
-            if (rc == 0 && ex->local_selectivity < ACORN_ANTI * sel) rc = 1;
+            /* Anti-correlated: the walk's pass rate far below the global selectivity, or no
+             * match within two hops of where it entered level 0 (it then searched breadth
+             * first for one and walked from wherever it came out, far from the query). */
+            if (rc == 0 && (ex->local_selectivity < ACORN_ANTI * sel || (isolated && !isolated_off()))) rc = 1;
+            wide = rc == 1;
         } else {
             ex->local_selectivity = probed; /* the probe's, as explained for the widened beam */
         }
-        if (rc == 1) {
-            /* The traversal could not fill the result (the filter isolates the matches from
-             * the query's region), or the two-hop walk found the filter anti-correlated:
-             * the exact scan over the match set is the answer. */
-            *nh = nh0;
-            uint64_t dc = ex->dist_comps;
-            rc = search_scan(c, vr, req, heap, nh, k, &ms, ex);
-            ex->dist_comps += dc;
-            if (c->gcodec) ex->strategy = ms.two_hop ? "hnsw_codes_acorn+exact_fallback" : "hnsw_codes_filtered+exact_fallback";
-            else ex->strategy = ms.two_hop ? "hnsw_acorn+exact_fallback" : "hnsw_filtered+exact_fallback";
-        }
-    } else {
+        if (rc == 1) *nh = nh0;
+    }
+    if (wide && !anti_walk_off()) {
+        /* Anti-correlated: the query's region holds (almost) no matches, and a walk must go
+         * out to matching points that are all far from it.  Graph search for such a distant
+         * query needs a much wider beam (ACORN_WIDE times ef) to find its true neighbours;
+         * the two-hop walk at that width is the answer when it costs less than the scan.
+         * Measured on 100k x 384 float32, cat_not > 50% (NOT the query's own archive, which
+         * the probe and the widened beam answered by scanning): recall 0.93 at beam 512 and
+         * 0.97 at 1024, in 2.7 and 4.5 ms against 13 ms for the scan (14 - 21 distances per
+         * unit of beam); anti-correlated cat 10-50%: TODO. */
+        size_t efa = ef * ACORN_WIDE;
+        if (ACORN_GRAPH_VS_SCAN * ACORN_WIDE_DC_PER_EF * (double)efa < (double)est) {
+            fanns_search_req_t r2 = *req;
+            r2.ef = efa;
+            double local = ex->local_selectivity;
+            if (ms.exact && !ms.gbits && !(ms.gbits = match_bits(c, &ms))) {
+                rc = FANNS_ENOMEM;
+                goto out;
+            }
+            ms.two_hop = true;
+            use_graph = true;
+            rc = search_graph(c, vr, &r2, heap, nh, k, &ms, ex, NULL);
+            ex->local_selectivity = local;
+            if (rc == 0) ex->strategy = c->gcodec ? "hnsw_codes_acorn_wide" : "hnsw_acorn_wide";
+            else *nh = nh0;
+        } else rc = use_graph ? 1 : 0;
+    }
+    if (use_graph && rc == 1) {
+        /* The traversal could not fill the result (the filter isolates the matches from the
+         * query's region), or the walk found the filter anti-correlated and the wide walk
+         * costs more than the scan: the exact scan over the match set is the answer. */
+        uint64_t dc = ex->dist_comps;
+        rc = search_scan(c, vr, req, heap, nh, k, &ms, ex);
+        ex->dist_comps += dc;
+        if (c->gcodec) ex->strategy = ms.two_hop ? "hnsw_codes_acorn+exact_fallback" : "hnsw_codes_filtered+exact_fallback";
+        else ex->strategy = ms.two_hop ? "hnsw_acorn+exact_fallback" : "hnsw_filtered+exact_fallback";
+    } else if (!use_graph) {
         uint64_t dc = ex->dist_comps;
         rc = search_scan(c, vr, req, heap, nh, k, &ms, ex);
         ex->dist_comps += dc;
@@ -1039,7 +1097,7 @@ int fanns_coll_search(fanns_coll_t *c, const fanns_search_req_t *req, fanns_hit_
     ex.local_selectivity = -1;
     if (req->filter) rc = search_filtered(c, &vr, req, heap, &nh, k, &ex);
     else if (graph_usable(c, req)) {
-        rc = search_graph(c, &vr, req, heap, &nh, k, NULL, &ex);
+        rc = search_graph(c, &vr, req, heap, &nh, k, NULL, &ex, NULL);
         if (rc == 1) { /* fewer than k reachable: answer exactly */
             nh = 0;
             rc = search_scan(c, &vr, req, heap, &nh, k, NULL, &ex);
