@@ -138,7 +138,7 @@ START_TEST(test_anti_correlated) {
     unsetenv("FANNS_FILTER_TRAVERSAL");
 
     /* NOT the query's cluster (6/7 of the points): the probe finds no match around the query,
-     * which is far from every match.  Up to ef 24 (beam 384) the wide walk costs less than
+     * which is far from every match.  At ef 24 (beam 384) the wide walk costs less than
      * scanning 15,400 points.  Such a distant query is graph search's hard case: the walk
      * finds most of the answer (all of it needs a wider beam still), where the query's own
      * neighbourhood in the graph holds none of it. */
