@@ -531,6 +531,7 @@ typedef struct search_ctx {
     uint64_t dist_comps, visited;
     uint64_t ftests, fpasses; /* filter tests and acceptances (stats) */
     bool entry_isolated;      /* stats (search_twohop) */
+    float entry_dist;         /* stats (search_levels) */
 } search_ctx_t;
 
 /* Distance from the search's query to off: on the code with a prepared query, else from
@@ -1788,7 +1789,7 @@ int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, f
     int top;
     ep_get(h, &ep, &top);
     if (top < 0 || k == 0) {
-        if (stats) *stats = (fanns_hnsw_stats_t){0, 0, 0, 0, false};
+        if (stats) *stats = (fanns_hnsw_stats_t){0, 0, 0, 0, false, 0.0f};
         return 0;
     }
     scratch_t *s = scratch_get();
@@ -1815,7 +1816,8 @@ int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, f
     }
     int rc = search_levels(&c, ep, top, k, ef, out, n);
     fanns_codec_query_free(cq);
-    if (stats) *stats = (fanns_hnsw_stats_t){c.dist_comps, c.visited, c.ftests, c.fpasses, c.entry_isolated};
+    if (stats) *stats = (fanns_hnsw_stats_t){c.dist_comps, c.visited, c.ftests, c.fpasses, c.entry_isolated,
+                                                  c.entry_dist};
     return rc;
 }
 
@@ -1828,6 +1830,7 @@ static int search_levels(search_ctx_t *cp, uint32_t ep, int top, size_t k, size_
     float curd = cdist(&c, cur);
     c.dist_comps = 1;
     for (int l = top; l > 0; l--) greedy(&c, l, &cur, &curd);
+    c.entry_dist = curd;
     size_t got;
     if (!c.filter && !c.bits && __atomic_load_n(&h->ndeleted, __ATOMIC_RELAXED) == 0) {
         got = search_pool(&c, cur, ef, 0);
@@ -1848,6 +1851,7 @@ static int search_levels(search_ctx_t *cp, uint32_t ep, int top, size_t k, size_
     cp->ftests = c.ftests;
     cp->fpasses = c.fpasses;
     cp->entry_isolated = c.entry_isolated;
+    cp->entry_dist = c.entry_dist;
     return 0;
 }
 

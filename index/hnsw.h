@@ -59,6 +59,8 @@ typedef struct fanns_hnsw_stats {
     bool entry_isolated;    /* TWO_HOP: no accepted node within two hops of the level-0 entry
                                point (the walk searched breadth first for one): the query's
                                neighbourhood holds no match */
+    float entry_dist;       /* distance from the query to the level-0 entry point (the end of
+                               the greedy descent through the upper levels) */
 } fanns_hnsw_stats_t;
 
 /* Keeps a candidate when it returns true; called with offsets of live (not deleted) nodes. */

@@ -796,6 +796,10 @@ static bool block_links_off(void) {
     return v && !strcmp(v, "off");
 }
 
+/* A walk from an isolated entry whose best match lies nearer than this share of the entry's
+ * distance found the query's neighbourhood after all (search_graph). */
+#define ISOLATED_NEAR 0.8f
+
 static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_search_req_t *req, cand_t *heap, size_t *nh,
                         size_t k, const match_set_t *ms, fanns_search_explain_t *ex, bool *isolated) {
     const fanns_metric_t m = c->metric;
@@ -812,7 +816,7 @@ static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_se
         if (kq > c->count) kq = c->count > k ? c->count : k;
     }
     fanns_hnsw_result_t *res = malloc(kq * sizeof(*res));
-    fanns_hnsw_stats_t st = {0, 0, 0, 0, false};
+    fanns_hnsw_stats_t st = {0, 0, 0, 0, false, 0.0f};
     size_t nres = 0;
     graph_accept_t acc = {c, ms};
     if (!res) return FANNS_ENOMEM;
@@ -844,7 +848,18 @@ static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_se
     ex->dist_comps += st.dist_comps;
     /* The walk's pass rate: the share of the points it tested that match (search_filtered). */
     if (ms && st.filter_tests) ex->local_selectivity = (double)st.filter_passes / (double)st.filter_tests;
-    if (isolated) *isolated = st.entry_isolated;
+    /* An isolated entry (no match within two hops of it) means an anti-correlated filter
+     * unless the walk still found a match clearly nearer than that entry (the descent had
+     * stopped short of the query's neighbourhood): measured on 100k x 384 and 768, the
+     * isolated walks of anti-correlated filters found their best match at 0.92 - 2.05 times
+     * the entry's distance, the two of positively correlated ones at 0.47 and 0.58 (with all
+     * 10 answers).  Only for non-negative distances (not the dot product's). */
+    if (isolated) {
+        *isolated = st.entry_isolated;
+        if (st.entry_isolated && nres && st.entry_dist > 0 && res[0].dist >= 0 &&
+            res[0].dist < ISOLATED_NEAR * st.entry_dist)
+            *isolated = false;
+    }
     for (size_t i = 0; i < nres; i++) {
         if (estimates) {
             heap_push(heap, nh, k, (cand_t){dist_to_key(m, res[i].dist), res[i].off});
@@ -976,7 +991,7 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
          * pass rate so about ef passing candidates are kept. */
         fanns_hnsw_result_t *probe = malloc(ef * sizeof(*probe));
         size_t np = 0, pass = 0;
-        fanns_hnsw_stats_t pst = {0, 0, 0, 0, false};
+        fanns_hnsw_stats_t pst = {0, 0, 0, 0, false, 0.0f};
         graph_accept_t acc = {c, NULL};
         if (!probe) rc = FANNS_ENOMEM;
         else rc = fanns_hnsw_search(c->hnsw, req->query, ef, ef, c->nstale ? accept_graph : NULL, &acc, probe, &np, &pst);
