@@ -64,6 +64,7 @@
 #include "hnsw.h"
 
 #include "codec.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1252,12 +1253,11 @@ static int ensure_chunk(fanns_hnsw_t *h, uint32_t off, fanns_err_t *err) {
     if (__atomic_load_n(&h->chunks[ci], __ATOMIC_ACQUIRE)) return 0;
     pthread_mutex_lock(&h->grow);
     if (!h->chunks[ci]) {
-        uint8_t *c = aligned_alloc(64, h->chunk_bytes);
+        uint8_t *c = fanns_mem_alloc(h->chunk_bytes); /* zeroed; huge pages, see mem.h */
         if (!c) {
             pthread_mutex_unlock(&h->grow);
             return fanns_err_set(err, FANNS_ENOMEM, NULL, "hnsw: out of memory for %zu bytes", h->chunk_bytes);
         }
-        memset(c, 0, h->chunk_bytes);
         __atomic_store_n(&h->chunks[ci], c, __ATOMIC_RELEASE);
         if (ci + 1 > h->nchunks_hi) __atomic_store_n(&h->nchunks_hi, ci + 1, __ATOMIC_RELEASE);
     }
@@ -1985,7 +1985,7 @@ void fanns_hnsw_free(fanns_hnsw_t *h) {
             memcpy(&up, node + OFF_UPPER, sizeof up);
             free(up);
         }
-        free(c);
+        fanns_mem_free(c, h->chunk_bytes);
     }
     free(h->chunks);
     pthread_mutex_destroy(&h->glob);

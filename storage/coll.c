@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "mem.h"
 
 /* ---- id hash ------------------------------------------------------------------------ */
 
@@ -129,7 +130,7 @@ void fanns__coll_destroy(fanns_coll_t *c) {
     if (!c) return;
     for (uint32_t i = 0; i < c->nslots; i++)
         if (c->payloads && c->payloads[i]) json_decref(c->payloads[i]);
-    free(c->vecs);
+    fanns_mem_free(c->vecs, c->vecs_bytes);
     free(c->pids);
     free(c->versions);
     free(c->payloads);
@@ -157,9 +158,11 @@ static int ensure_cap(fanns_coll_t *c, uint32_t need) {
     uint32_t ncap = c->cap ? c->cap : 256;
     while (ncap < need) ncap = ncap > 0x7fffffffu ? 0xfffffff0u : ncap * 2;
     if (!c->ondisk) {
-        float *v = realloc(c->vecs, (size_t)ncap * c->dim * sizeof(float));
+        size_t nb = (size_t)ncap * c->dim * sizeof(float);
+        float *v = fanns_mem_realloc(c->vecs, c->vecs_bytes, nb);
         if (!v) return FANNS_ENOMEM;
         c->vecs = v;
+        c->vecs_bytes = nb;
     }
     fanns_pid_t *p = realloc(c->pids, (size_t)ncap * sizeof(*p));
     if (!p) return FANNS_ENOMEM;

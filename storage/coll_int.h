@@ -60,7 +60,8 @@ struct fanns_coll {
     _Atomic bool ondisk;        /* params.vectors.on_disk: no vecs, vectors from LMDB records.
                                    Written under the write lock; read without it only as a
                                    hint by fanns__coll_lock */
-    float *vecs;                /* [cap * dim], NULL when ondisk */
+    float *vecs;                /* [cap * dim], NULL when ondisk; index/mem.h block of vecs_bytes */
+    size_t vecs_bytes;
     fanns_pid_t *pids;
     uint64_t *versions;
     json_t **payloads;

@@ -29,6 +29,7 @@
 
 #include "coll.h"
 #include "log.h"
+#include "mem.h"
 
 void fanns__db_point_key(uint8_t k[8], uint32_t cid, uint32_t off) {
     k[0] = (uint8_t)(cid >> 24);
@@ -187,13 +188,15 @@ int fanns__coll_vec_config(fanns_coll_t *c, MDB_txn *txn) {
     if (want == atomic_load(&c->ondisk)) return 0;
     if (want) {
         /* Every record already holds its vector: dropping the copy is all there is to do. */
-        free(c->vecs);
+        fanns_mem_free(c->vecs, c->vecs_bytes);
         c->vecs = NULL;
+        c->vecs_bytes = 0;
         atomic_store(&c->ondisk, true);
         fanns_info("vectors of %s are now read from disk", c->name);
         return 0;
     }
-    float *v = malloc((size_t)(c->cap ? c->cap : 1) * c->dim * sizeof(float));
+    size_t nb = (size_t)(c->cap ? c->cap : 1) * c->dim * sizeof(float);
+    float *v = fanns_mem_alloc(nb);
     if (!v) return FANNS_ENOMEM;
     fanns_vread_t vr;
     int rc = fanns__vr_open(&vr, c, txn);
@@ -213,10 +216,11 @@ int fanns__coll_vec_config(fanns_coll_t *c, MDB_txn *txn) {
         rc = FANNS_ECORRUPT;
     }
     if (rc) {
-        free(v);
+        fanns_mem_free(v, nb);
         return rc;
     }
     c->vecs = v;
+    c->vecs_bytes = nb;
     atomic_store(&c->ondisk, false);
     fanns_info("vectors of %s are now kept in RAM (%u loaded)", c->name, loaded);
     return 0;
