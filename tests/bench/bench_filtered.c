@@ -30,12 +30,14 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* nftw, getline, mkdtemp */
 #endif
+#include <errno.h>
 #include <ftw.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* bench_common.h is shared with the unfiltered harness; this program uses only its .npy
@@ -66,12 +68,17 @@ typedef struct {
     const char *trav_var;   /* the environment variable they set (--ab-var; FANNS_FILTER_TRAVERSAL) */
     size_t ntrav;
     double oversampling;    /* params.quantization.oversampling (0: the default) */
+    const char *db;         /* --db: keep the database there and reuse it when it holds the
+                               collection (no upsert; the build line then reports the reopen) */
+    const char *kinds;      /* --kinds k1,k2: only queries of these filter kinds */
+    double sel_min, sel_max; /* --sel MIN,MAX: only queries whose selectivity is in [MIN, MAX] */
 } opts_t;
 
 typedef struct {
     json_t *filter;   /* owned; NULL for "match all" */
     char kind[32], corr[8];
     double selectivity;
+    bool skip;        /* left out by --kinds / --sel / --unfiltered */
 } query_t;
 
 /* Sets the environment of one A/B variant: var=value, or for a value of the form
@@ -100,6 +107,8 @@ static void usage(const char *prog) {
             "          [--max-queries N] [--unfiltered 0|1] [--out FILE] [--evict-mb N]\n"
             "          [--quantization int8|binary [--oversampling F]] [--traversal widen,acorn,...]\n"
             "          [--ab-var NAME (the variable --traversal sets; FANNS_FILTER_TRAVERSAL)]\n"
+            "          [--db DIR (keep the database; reuse it when it holds the collection)]\n"
+            "          [--kinds cat,cat_year,...] [--sel MIN,MAX (only queries of these kinds / selectivities)]\n"
             "A --traversal value NAME1=v1/NAME2=v2 sets those variables instead (and unsets --ab-var's).\n"
             "DIR holds base.npy, base.jsonl, queries.npy, queries.jsonl, gt.npy (arxiv_like.py).\n",
             prog);
@@ -118,6 +127,7 @@ static int parse(int argc, char **argv, opts_t *o) {
     o->indexing_kb = 10000;
     o->tmp = "/tmp";
     o->max_queries = -1;
+    o->sel_max = 2.0;
     for (size_t i = 0; i < sizeof(def_efs) / sizeof(def_efs[0]); i++) o->efs[o->nef++] = def_efs[i];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -139,6 +149,11 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--quantization")) o->quant = v;
         else if (!strcmp(a, "--oversampling")) o->oversampling = atof(v);
         else if (!strcmp(a, "--ab-var")) o->trav_var = v;
+        else if (!strcmp(a, "--db")) o->db = v;
+        else if (!strcmp(a, "--kinds")) o->kinds = v;
+        else if (!strcmp(a, "--sel")) {
+            if (sscanf(v, "%lf,%lf", &o->sel_min, &o->sel_max) != 2) goto bad;
+        }
         else if (!strcmp(a, "--traversal")) {
             for (const char *s = v; *s && o->ntrav < 8;) {
                 size_t len = strcspn(s, ",");
@@ -286,22 +301,47 @@ int main(int argc, char **argv) {
         snprintf(qs[i].kind, sizeof(qs[i].kind), "%s", kind ? kind : "?");
         snprintf(qs[i].corr, sizeof(qs[i].corr), "%s", corr ? corr : "none");
         qs[i].selectivity = json_number_value(json_object_get(qlines[i], "selectivity"));
+        qs[i].skip = !qs[i].filter && !o.keep_unfiltered;
+        if (o.kinds) {
+            size_t kl = strlen(qs[i].kind);
+            const char *hit = NULL;
+            for (const char *p = o.kinds; (p = strstr(p, qs[i].kind)) != NULL; p++)
+                if ((p == o.kinds || p[-1] == ',') && (p[kl] == ',' || p[kl] == 0)) {
+                    hit = p;
+                    break;
+                }
+            if (!hit) qs[i].skip = true;
+        }
+        if (qs[i].selectivity < o.sel_min || qs[i].selectivity > o.sel_max) qs[i].skip = true;
     }
 
     /* Database on a fresh temporary directory. */
-    snprintf(dbdir, sizeof(dbdir), "%s/fanns-bench-filtered-XXXXXX", o.tmp);
-    if (!mkdtemp(dbdir)) {
-        perror(dbdir);
-        dbdir[0] = 0;
-        goto done;
+    bool reuse = false;
+    if (o.db) {
+        if (mkdir(o.db, 0755) != 0 && errno != EEXIST) {
+            perror(o.db);
+            goto done;
+        }
+    } else {
+        snprintf(dbdir, sizeof(dbdir), "%s/fanns-bench-filtered-XXXXXX", o.tmp);
+        if (!mkdtemp(dbdir)) {
+            perror(dbdir);
+            dbdir[0] = 0;
+            goto done;
+        }
     }
     fanns_db_opts_t dopts = {(size_t)4 << 30, 0};
-    if (fanns_db_open(dbdir, &dopts, &db, &err)) {
+    if (fanns_db_open(o.db ? o.db : dbdir, &dopts, &db, &err)) {
         fprintf(stderr, "fanns_db_open: %s\n", err.msg);
         goto done;
     }
     double t0 = bench_now();
-    {
+    if (o.db && fanns_db_coll_get(db, COLL, &coll, NULL) == 0) {
+        reuse = true; /* reopened: the graph is loaded or rebuilt by the indexer */
+        fanns_coll_release(coll);
+        coll = NULL;
+    }
+    if (!reuse) {
         /* The normalised config shape that proto/api.c builds (the fields storage reads). */
         fanns_wentry_t *e = fanns_wentry_new(FANNS_W_CREATE_COLL);
         if (!e || !(e->collection = strdup(COLL))) {
@@ -322,12 +362,12 @@ int main(int argc, char **argv) {
         if (!e->config || write_wait(db, e, "create collection")) goto done;
     }
     static const char *const kw[] = {"categories", "authors", "license", "primary_category"};
-    for (size_t i = 0; i < sizeof(kw) / sizeof(kw[0]); i++)
+    for (size_t i = 0; !reuse && i < sizeof(kw) / sizeof(kw[0]); i++)
         if (create_index(db, kw[i], "keyword")) goto done;
-    if (create_index(db, "year", "integer") || create_index(db, "update_date", "datetime")) goto done;
+    if (!reuse && (create_index(db, "year", "integer") || create_index(db, "update_date", "datetime"))) goto done;
 
     const float *bv = (const float *)base.data;
-    for (size_t s = 0; s < n; s += o.batch) {
+    for (size_t s = 0; !reuse && s < n; s += o.batch) {
         size_t cnt = n - s < o.batch ? n - s : o.batch;
         fanns_wentry_t *e = fanns_wentry_new(FANNS_W_UPSERT);
         if (!e || !(e->collection = strdup(COLL)) || !(e->ids = calloc(cnt, sizeof(*e->ids))) ||
@@ -410,7 +450,7 @@ int main(int argc, char **argv) {
                 size_t t = (tt + pass) % nt;
                 if (o.ntrav && set_variant(o.trav_var, o.travs[t])) failed = 1;
                 for (size_t i = 0; i < nq && !failed; i++) {
-                    if (!qs[i].filter && !o.keep_unfiltered) continue;
+                    if (qs[i].skip) continue;
                     size_t ti = t * nq + i;
                     fanns_filter_t *flt = NULL;
                     fanns_hit_t *res = NULL;
@@ -459,7 +499,7 @@ int main(int argc, char **argv) {
         if (o.ntrav) unsetenv(o.trav_var);
         for (size_t t = 0; t < nt && !failed; t++) {
             for (size_t i = 0; i < nq; i++) {
-                if (!qs[i].filter && !o.keep_unfiltered) continue;
+                if (qs[i].skip) continue;
                 size_t ti = t * nq + i;
                 char trav[64] = "";
                 if (o.ntrav) snprintf(trav, sizeof(trav), "\"trav\":\"%s\",", o.travs[t]);
