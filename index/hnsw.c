@@ -533,6 +533,10 @@ typedef struct search_ctx {
     uint64_t ftests, fpasses; /* filter tests and acceptances (stats) */
     bool entry_isolated;      /* stats (search_twohop) */
     float entry_dist;         /* stats (search_levels) */
+    uint32_t min_tests;       /* search_heap's stop rules (opts), 0: none */
+    float min_pass;
+    uint64_t max_dc;
+    int stopped;              /* stats: the stop rule that ended search_heap, 0 none */
 } search_ctx_t;
 
 /* Distance from the search's query to off: on the code with a prepared query, else from
@@ -692,6 +696,14 @@ static size_t search_heap(search_ctx_t *c, uint32_t ep, size_t ef, int l) {
     }
     while (nc > 0) {
         if (s->cand[0].d > bound && nr == ef) break;
+        if (c->min_tests && c->ftests >= c->min_tests && (float)c->fpasses < c->min_pass * (float)c->ftests) {
+            c->stopped = FANNS_HNSW_STOP_PASS_RATE;
+            break;
+        }
+        if (c->max_dc && c->dist_comps > c->max_dc) {
+            c->stopped = FANNS_HNSW_STOP_BUDGET;
+            break;
+        }
         hent_t cur = minheap_pop(s->cand, &nc);
         uint32_t nn = expand(c, node_at(h, cur.id), l, tags, epoch, vcap, buf, nbs);
         c->visited += nn;
@@ -1789,7 +1801,7 @@ int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, f
     int top;
     ep_get(h, &ep, &top);
     if (top < 0 || k == 0) {
-        if (stats) *stats = (fanns_hnsw_stats_t){0, 0, 0, 0, false, 0.0f};
+        if (stats) *stats = (fanns_hnsw_stats_t){0, 0, 0, 0, false, 0.0f, 0};
         return 0;
     }
     scratch_t *s = scratch_get();
@@ -1799,6 +1811,11 @@ int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, f
         c.bits = opts->bits;
         c.nbits = opts->nbits;
         c.filter = NULL;
+    }
+    if (opts && opts->mode == FANNS_HNSW_FILTER_TRAVERSE && (c.filter || c.bits)) {
+        c.min_tests = opts->min_tests;
+        c.min_pass = opts->min_pass;
+        c.max_dc = opts->max_dc;
     }
     if (opts && opts->mode == FANNS_HNSW_FILTER_TWO_HOP) {
         if (opts->bits && opts->xlinks && opts->xlinks->n) c.xl = opts->xlinks;
@@ -1817,7 +1834,7 @@ int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, f
     int rc = search_levels(&c, ep, top, k, ef, out, n);
     fanns_codec_query_free(cq);
     if (stats) *stats = (fanns_hnsw_stats_t){c.dist_comps, c.visited, c.ftests, c.fpasses, c.entry_isolated,
-                                                  c.entry_dist};
+                                                  c.entry_dist, c.stopped};
     return rc;
 }
 
@@ -1852,6 +1869,7 @@ static int search_levels(search_ctx_t *cp, uint32_t ep, int top, size_t k, size_
     cp->fpasses = c.fpasses;
     cp->entry_isolated = c.entry_isolated;
     cp->entry_dist = c.entry_dist;
+    cp->stopped = c.stopped;
     return 0;
 }
 

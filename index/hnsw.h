@@ -61,7 +61,13 @@ typedef struct fanns_hnsw_stats {
                                neighbourhood holds no match */
     float entry_dist;       /* distance from the query to the level-0 entry point (the end of
                                the greedy descent through the upper levels) */
+    int stopped;            /* TRAVERSE with a stop rule (fanns_hnsw_search_opts_t): 0 the search
+                               ran to its end; FANNS_HNSW_STOP_PASS_RATE or _BUDGET: it gave up,
+                               and its results are partial */
 } fanns_hnsw_stats_t;
+
+/* Why a filtered TRAVERSE search gave up early (fanns_hnsw_stats_t.stopped). */
+enum { FANNS_HNSW_STOP_PASS_RATE = 1, FANNS_HNSW_STOP_BUDGET = 2 };
 
 /* Keeps a candidate when it returns true; called with offsets of live (not deleted) nodes. */
 typedef bool (*fanns_hnsw_filter_fn)(void *ctx, uint32_t off);
@@ -150,6 +156,14 @@ typedef struct fanns_hnsw_search_opts {
      * Every target must be a node of this index (a freed offset may not be linked), which
      * holds for links made by fanns_hnsw_link_block on this index.  Borrowed for the call. */
     const fanns_hnsw_xlinks_t *xlinks;
+    /* TRAVERSE with a filter (ignored otherwise): stop rules, 0 for none.  The search gives
+     * up (stats->stopped) once it has tested at least min_tests nodes against the filter
+     * and fewer than min_pass of them were accepted (the filter excludes the query's
+     * neighbourhood, and a traversal would wander until it finds ef matches elsewhere), or
+     * once it has computed more than max_dc distances. */
+    uint32_t min_tests;
+    float min_pass;
+    uint64_t max_dc;
 } fanns_hnsw_search_opts_t;
 
 /* fanns_hnsw_search with options (opts NULL: the defaults, i.e. fanns_hnsw_search).  In

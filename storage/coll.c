@@ -456,6 +456,12 @@ typedef struct match_set {
     bool two_hop; /* search_graph walks the matching subgraph (FANNS_HNSW_FILTER_TWO_HOP) */
     uint64_t *gbits; /* if not NULL, the slots the graph may return (match_bits): the walk
                         tests these bits instead of calling accept_graph */
+    /* Stop rules of a filtered (not two-hop) walk, fanns_hnsw_search_opts_t's (0: none), and
+     * the one that ended it (search_graph sets it; 0 if it ran to its end). */
+    uint32_t min_tests;
+    float min_pass;
+    uint64_t max_dc;
+    int stopped;
 } match_set_t;
 
 static inline bool matches(const match_set_t *ms, uint32_t off) {
@@ -804,7 +810,7 @@ static bool block_links_off(void) {
 #define ISOLATED_NEAR 0.8f
 
 static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_search_req_t *req, cand_t *heap, size_t *nh,
-                        size_t k, const match_set_t *ms, fanns_search_explain_t *ex, bool *isolated) {
+                        size_t k, match_set_t *ms, fanns_search_explain_t *ex, bool *isolated) {
     const fanns_metric_t m = c->metric;
     const size_t d = c->dim;
     size_t ef = req->ef ? req->ef : c->hnsw_efc;
@@ -819,7 +825,7 @@ static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_se
         if (kq > c->count) kq = c->count > k ? c->count : k;
     }
     fanns_hnsw_result_t *res = malloc(kq * sizeof(*res));
-    fanns_hnsw_stats_t st = {0, 0, 0, 0, false, 0.0f};
+    fanns_hnsw_stats_t st = {0, 0, 0, 0, false, 0.0f, 0};
     size_t nres = 0;
     graph_accept_t acc = {c, ms};
     if (!res) return FANNS_ENOMEM;
@@ -839,12 +845,18 @@ static int search_graph(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_se
         if (so.mode == FANNS_HNSW_FILTER_TWO_HOP && !block_links_off()) so.xlinks = fanns__blocks_xlinks(c->blocks);
         ex->block_links = so.xlinks != NULL;
     }
+    if (ms && so.mode == FANNS_HNSW_FILTER_TRAVERSE) {
+        so.min_tests = ms->min_tests;
+        so.min_pass = ms->min_pass;
+        so.max_dc = ms->max_dc;
+    }
     int rc = fanns_hnsw_search_ex(c->hnsw, req->query, kq, ef < kq ? kq : ef, plain ? NULL : accept_graph, &acc, &so, res,
                                   &nres, &st);
     if (rc) {
         free(res);
         return rc;
     }
+    if (ms) ms->stopped = st.stopped;
     if (!ms) ex->strategy = c->gcodec ? "hnsw_codes" : "hnsw";
     else if (ms->two_hop) ex->strategy = c->gcodec ? "hnsw_codes_acorn" : "hnsw_acorn";
     else ex->strategy = c->gcodec ? "hnsw_codes_filtered" : "hnsw_filtered";
@@ -948,10 +960,22 @@ static double widen_for(double p) { return p < 0.125 ? 8.0 : 1.0 / p; }
 #define ACORN_WIDE 16
 #define ACORN_WIDE_DC_PER_EF 12.0
 
+/* Broad filters (at least ACORN_MAX_SEL) were answered by a probe (an unfiltered search at
+ * ef, to measure how much of the query's neighbourhood matches) and then a filtered walk with
+ * the beam widened by that pass rate; the probe cost as much as the walk.  The walk now
+ * measures the pass rate itself (search_filtered).  FANNS_BROAD_PROBE=on brings the probe
+ * back, for A/B measurements. */
+#define BROAD_MIN_TESTS_PER_EF 2.0
+static bool broad_probe_on(void) {
+    const char *v = getenv("FANNS_BROAD_PROBE");
+    return v && !strcmp(v, "on");
+}
+
+
 static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns_search_req_t *req, cand_t *heap,
                            size_t *nh, size_t k, fanns_search_explain_t *ex) {
     fanns_pindex_points_t pts = {pts_pid, pts_payload, pts_offset, (void *)c};
-    match_set_t ms = {c, req->filter, NULL, NULL, false, false, NULL};
+    match_set_t ms = {c, req->filter, NULL, NULL, false, false, NULL, 0, 0.0f, 0, 0};
     fanns_err_t err;
     int rc = fanns_pindex_eval(c->pindex, req->filter, c->live_bm, &pts, &ms.bits, &ms.sure, &ms.exact, &err);
     if (rc) return rc;
@@ -970,6 +994,7 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
     bool use_graph = graph_usable(c, req) && est > full_scan_points;
     size_t ef_graph = ef;
     bool wide = false; /* anti-correlated: the wide two-hop walk or the scan */
+    bool broad = false; /* one filtered walk with stop rules, no probe */
     int trav = traversal_override();
     if (use_graph && trav != TRAV_WIDEN && (trav == TRAV_ACORN || sel < ACORN_MAX_SEL)) {
         /* Two-hop traversal (ACORN-1, fanns_hnsw_search_ex): only matching points are scored
@@ -983,6 +1008,17 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
          * query (below). */
         if ((double)est <= ACORN_GRAPH_VS_SCAN * ACORN_DC_PER_EF * (double)ef) use_graph = false;
         else ms.two_hop = true;
+    } else if (use_graph && trav == TRAV_AUTO && !broad_probe_on()) {
+        /* Broad filter (BROAD_PROBE_OFF_WHY): one filtered walk, which finds out the
+         * correlation as it goes.  It stops once it has tested BROAD_MIN_TESTS nodes of
+         * which fewer than ACORN_ANTI times the global selectivity matched (anti-correlated:
+         * the wide walk or the scan, below), or when it has spent as many distances as
+         * scanning every match would. */
+        ms.min_tests = (uint32_t)(BROAD_MIN_TESTS_PER_EF * (double)ef);
+        ms.min_pass = (float)(ACORN_ANTI * sel);
+        ms.max_dc = est;
+        ef_graph = (size_t)((double)ef * widen_for(sel));
+        broad = true;
     } else if (use_graph) {
         /* Widened beam.  Correlation probe: the share of the query's unfiltered neighbourhood
          * that passes.  It decides twice.  When it is far below the global selectivity, the
@@ -994,7 +1030,7 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
          * pass rate so about ef passing candidates are kept. */
         fanns_hnsw_result_t *probe = malloc(ef * sizeof(*probe));
         size_t np = 0, pass = 0;
-        fanns_hnsw_stats_t pst = {0, 0, 0, 0, false, 0.0f};
+        fanns_hnsw_stats_t pst = {0, 0, 0, 0, false, 0.0f, 0};
         graph_accept_t acc = {c, NULL};
         if (!probe) rc = FANNS_ENOMEM;
         else rc = fanns_hnsw_search(c->hnsw, req->query, ef, ef, c->nstale ? accept_graph : NULL, &acc, probe, &np, &pst);
@@ -1023,7 +1059,11 @@ static int search_filtered(const fanns_coll_t *c, fanns_vread_t *vr, const fanns
         double probed = ex->local_selectivity;
         bool isolated = false;
         rc = search_graph(c, vr, &r2, heap, nh, k, &ms, ex, &isolated);
-        if (ms.two_hop && ex->local_selectivity >= 0) {
+        if (broad) {
+            /* Stopped for its pass rate: anti-correlated; for its budget: the scan. */
+            if (rc == 0 && ms.stopped) rc = 1;
+            wide = ms.stopped == FANNS_HNSW_STOP_PASS_RATE;
+        } else if (ms.two_hop && ex->local_selectivity >= 0) {
             /* Anti-correlated: the walk's pass rate far below the global selectivity, or no
              * match within two hops of where it entered level 0 (it then searched breadth
              * first for one and walked from wherever it came out, far from the query). */

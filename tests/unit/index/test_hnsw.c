@@ -719,6 +719,62 @@ START_TEST(test_two_hop_filter) {
 }
 END_TEST
 
+/* Stop rules of a filtered traversal (fanns_hnsw_search_opts_t min_tests / min_pass / max_dc). */
+START_TEST(test_stop_rules) {
+    float *base = make_data(N + NQ, DIM, 40, true, 13), *qs = base + N * DIM;
+    fanns_hnsw_t *h = build(&P_COS, base, N, 1);
+    fanns_hnsw_result_t res[10], ref[10];
+    size_t n, nr;
+    fanns_hnsw_stats_t st, sr;
+    /* Nothing passes: without rules the traversal walks everything it reaches; with a pass
+     * rate rule it gives up after the nodes it had to test. */
+    fanns_hnsw_search_opts_t o = {.mode = FANNS_HNSW_FILTER_TRAVERSE};
+    ck_assert_int_eq(fanns_hnsw_search_ex(h, qs, 10, 32, filter_none, NULL, &o, res, &n, &sr), 0);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(sr.stopped, 0);
+    ck_assert_uint_ge(sr.dist_comps, N / 2);
+    o.min_tests = 64;
+    o.min_pass = 0.05f;
+    ck_assert_int_eq(fanns_hnsw_search_ex(h, qs, 10, 32, filter_none, NULL, &o, res, &n, &st), 0);
+    ck_assert_int_eq(st.stopped, FANNS_HNSW_STOP_PASS_RATE);
+    ck_assert_uint_ge(st.filter_tests, 64);
+    ck_assert_uint_lt(st.dist_comps, sr.dist_comps / 20);
+    /* A 1/10 filter: stopped when it asks for half, not when it asks for 1%. */
+    two_hop_mod = 10;
+    o.min_pass = 0.5f;
+    ck_assert_int_eq(fanns_hnsw_search_ex(h, qs, 10, 32, filter_hashed, NULL, &o, res, &n, &st), 0);
+    ck_assert_int_eq(st.stopped, FANNS_HNSW_STOP_PASS_RATE);
+    o.min_pass = 0.01f;
+    ck_assert_int_eq(fanns_hnsw_search_ex(h, qs, 10, 32, filter_hashed, NULL, &o, res, &n, &st), 0);
+    ck_assert_int_eq(st.stopped, 0);
+    ck_assert_uint_eq(n, 10);
+    for (size_t a = 0; a < n; a++) ck_assert(keep_hashed(res[a].off));
+    /* Everything passes: the rule never fires and the answer is the plain traversal's. */
+    o.min_pass = 0.9f;
+    fanns_hnsw_search_opts_t plain = {.mode = FANNS_HNSW_FILTER_TRAVERSE};
+    for (size_t i = 0; i < 20; i++) {
+        ck_assert_int_eq(fanns_hnsw_search_ex(h, qs + i * DIM, 10, 32, filter_all, NULL, &o, res, &n, &st), 0);
+        ck_assert_int_eq(fanns_hnsw_search_ex(h, qs + i * DIM, 10, 32, filter_all, NULL, &plain, ref, &nr, &sr), 0);
+        ck_assert_int_eq(st.stopped, 0);
+        ck_assert_uint_eq(n, nr);
+        ck_assert_uint_eq(st.dist_comps, sr.dist_comps);
+        for (size_t a = 0; a < n; a++) ck_assert_uint_eq(res[a].off, ref[a].off);
+    }
+    /* A distance budget: stops within one expansion (at most 2m distances) past it. */
+    fanns_hnsw_search_opts_t b = {.mode = FANNS_HNSW_FILTER_TRAVERSE, .max_dc = 100};
+    ck_assert_int_eq(fanns_hnsw_search_ex(h, qs, 10, 256, filter_all, NULL, &b, res, &n, &st), 0);
+    ck_assert_int_eq(st.stopped, FANNS_HNSW_STOP_BUDGET);
+    ck_assert_uint_le(st.dist_comps, 100 + 2 * P_COS.m + 1);
+    /* Two-hop walks ignore the rules. */
+    fanns_hnsw_search_opts_t t = {.mode = FANNS_HNSW_FILTER_TWO_HOP, .min_tests = 1, .min_pass = 1.0f, .max_dc = 1};
+    ck_assert_int_eq(fanns_hnsw_search_ex(h, qs, 10, 32, filter_hashed, NULL, &t, res, &n, &st), 0);
+    ck_assert_int_eq(st.stopped, 0);
+    ck_assert_uint_eq(n, 10);
+    fanns_hnsw_free(h);
+    free(base);
+}
+END_TEST
+
 /* Recall@10 of two-hop bitset searches at ef over the keep_hashed subset, with extra links xl
  * (NULL: none); checks every result is a member. */
 static double block_recall(fanns_hnsw_t *h, const float *base, const float *qs, const uint64_t *bits, size_t ef,
@@ -1171,6 +1227,7 @@ int main(void) {
     tcase_add_test(tc, test_build_invariants_and_recall);
     tcase_add_test(tc, test_delete_and_filter);
     tcase_add_test(tc, test_two_hop_filter);
+    tcase_add_test(tc, test_stop_rules);
     tcase_add_test(tc, test_block_links);
     tcase_add_test(tc, test_replace_same_vectors);
     tcase_add_test(tc, test_replace_new_vectors);

@@ -2,8 +2,9 @@
  * test_planner.c: the filtered-search planner of storage/coll.c on anti-correlated filters.
  * Seven well separated clusters, each point tagged with its cluster; queries sit in cluster 0.
  * A filter that excludes the query's own cluster leaves no match in its neighbourhood: the
- * planner must notice (the probe above 50% selectivity; below, the walk's pass rate or its
- * finding no match within two hops of its entry point) and
+ * planner must notice (the walk's pass rate: above 50% selectivity the filtered walk gives up
+ * early when it falls too low; below, the two-hop walk's, or its finding no match within two
+ * hops of its entry point) and
  * answer with the wide two-hop walk when that is cheaper than the scan, else with the scan.
  * Every hit must match, the wide walk must keep its recall, and the scan must be exact.
  */
@@ -137,8 +138,8 @@ START_TEST(test_anti_correlated) {
     unsetenv("FANNS_ANTI_WALK");
     unsetenv("FANNS_FILTER_TRAVERSAL");
 
-    /* NOT the query's cluster (6/7 of the points): the probe finds no match around the query,
-     * which is far from every match.  At ef 24 (beam 384) the wide walk costs less than
+    /* NOT the query's cluster (6/7 of the points): the filtered walk finds no match around
+     * the query, which is far from every match, and gives up.  At ef 24 (beam 384) the wide walk costs less than
      * scanning 15,400 points.  Such a distant query is graph search's hard case: the walk
      * finds most of the answer (all of it needs a wider beam still), where the query's own
      * neighbourhood in the graph holds none of it. */
@@ -147,11 +148,11 @@ START_TEST(test_anti_correlated) {
     r = run(c, "must_not", "a0", 10, "hnsw_acorn_wide");
     ck_assert_msg(r >= 0.5, "wide walk at ef 10: recall@10 %.3f", r);
     /* At ef 64 (beam 1024) it would not: the scan answers, exactly. */
-    r = run(c, "must_not", "a0", 64, "exact_filtered_scan");
+    r = run(c, "must_not", "a0", 64, "hnsw_filtered+exact_fallback");
     ck_assert_msg(r == 1.0, "scan: recall@10 %.3f", r);
     /* Switched off, the scan answers at every ef. */
     setenv("FANNS_ANTI_WALK", "off", 1);
-    r = run(c, "must_not", "a0", 10, "exact_filtered_scan");
+    r = run(c, "must_not", "a0", 10, "hnsw_filtered+exact_fallback");
     ck_assert_msg(r == 1.0, "scan: recall@10 %.3f", r);
     unsetenv("FANNS_ANTI_WALK");
 
@@ -160,6 +161,9 @@ START_TEST(test_anti_correlated) {
      * walk would cost more than scanning 2,571 points, so the scan answers. */
     r = run(c, "must", "a3", 24, "hnsw_acorn+exact_fallback");
     ck_assert_msg(r == 1.0, "far cluster: recall@10 %.3f", r);
+    /* NOT a far cluster (6/7, the query's own among them): one filtered walk answers. */
+    r = run(c, "must_not", "a3", 24, "hnsw_filtered");
+    ck_assert_msg(r >= 0.9, "filtered walk: recall@10 %.3f", r);
     /* The query's own cluster (1/7): a plain two-hop walk. */
     r = run(c, "must", "a0", 24, "hnsw_acorn");
     ck_assert_msg(r >= 0.9, "two-hop walk: recall@10 %.3f", r);
