@@ -640,6 +640,31 @@ bool fanns_api_is_cheap(const fanns_api_req_t *req) {
            strcmp(req->path, "/readyz") == 0;
 }
 
+bool fanns_api_is_search(const fanns_api_req_t *req) {
+    const char *seg[6];
+    size_t len[6];
+    int n = 0;
+    const char *p = req->path;
+    while (*p) {
+        while (*p == '/') p++;
+        if (!*p) break;
+        if (n == 6) return false;
+        seg[n] = p;
+        while (*p && *p != '/') p++;
+        len[n] = (size_t)(p - seg[n]);
+        n++;
+    }
+#define SEG(i, lit) (len[i] == sizeof(lit) - 1 && memcmp(seg[i], lit, sizeof(lit) - 1) == 0)
+    if (n < 1 || !SEG(0, "collections")) return false;
+    if (strcmp(req->method, "GET") == 0) return true;
+    if (strcmp(req->method, "POST") != 0 || n < 3 || !SEG(2, "points")) return false;
+    if (n == 3) return true; /* retrieve by ids */
+    if (n == 4) return SEG(3, "search") || SEG(3, "query") || SEG(3, "scroll") || SEG(3, "count");
+    if (n == 5) return (SEG(3, "search") || SEG(3, "query")) && SEG(4, "batch");
+    return false;
+#undef SEG
+}
+
 #define IS(m) (strcmp(method, m) == 0)
 
 static int route(api_ctx_t *ctx) {

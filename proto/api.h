@@ -39,6 +39,10 @@ void fanns_api_free(fanns_api_t *api);
 void fanns_api_handle(fanns_api_t *api, const fanns_api_req_t *req, fanns_api_resp_t *resp);
 /* True for requests cheap enough to answer on the event-loop thread (GET /, health). */
 bool fanns_api_is_cheap(const fanns_api_req_t *req);
+/* True for reads that never wait for the writer thread: GET under /collections and the POST
+ * searches (search, query and their batches, scroll, count, retrieve by ids).  The server runs
+ * them on its search pool; everything else may block on a commit and runs apart. */
+bool fanns_api_is_search(const fanns_api_req_t *req);
 /* Writes an error response in Qdrant's envelope (used by the server for 413, 408, 503...). */
 void fanns_api_error_response(int status, const char *msg, fanns_api_resp_t *resp);
 

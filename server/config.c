@@ -58,13 +58,15 @@ static const opt_t OPTS[] = {
      OFF(idle_timeout_sec), 0, 1, 86400, "60", "idle keep-alive connections are closed after this"},
     {"shutdown-timeout-sec", "FANNS__SERVICE__SHUTDOWN_TIMEOUT_SEC", "service.shutdown_timeout_sec", T_UINT,
      OFF(shutdown_timeout_sec), 0, 1, 86400, "30", "on SIGTERM, wait this long for in-flight requests"},
+    {"max-search-threads", "FANNS__PERFORMANCE__MAX_SEARCH_THREADS", "performance.max_search_threads", T_UINT,
+     OFF(max_search_threads), 0, 0, 4096, "0", "threads answering searches; 0 = one per core"},
     {"port-file", "FANNS__SERVICE__PORT_FILE", "service.port_file", T_STR, OFF(port_file), SZ(port_file), 0, 0,
      "", "write the bound port to this file after listening"},
 };
 #define NOPTS (sizeof(OPTS) / sizeof(OPTS[0]))
 
 /* Sections that may appear as maps in the file. */
-static const char *SECTIONS[] = {"service", "storage"};
+static const char *SECTIONS[] = {"service", "storage", "performance"};
 
 static int set_value(fanns_config_t *cfg, const opt_t *o, const char *val, const char *src, fanns_err_t *err) {
     char *p = (char *)cfg + o->off;

@@ -31,6 +31,7 @@ typedef struct fanns_config {
     unsigned idle_timeout_sec;              /* service.idle_timeout_sec */
     unsigned shutdown_timeout_sec;          /* service.shutdown_timeout_sec */
     char port_file[FANNS_CONFIG_STR_MAX];   /* service.port_file, "" = none */
+    unsigned max_search_threads;            /* performance.max_search_threads, 0 = one per core */
     char data_dir[FANNS_CONFIG_STR_MAX];    /* storage.data_dir */
     int log_level;                          /* log_level, a fanns_log_level_t */
     char config_file[FANNS_CONFIG_STR_MAX]; /* --config, "" = none */

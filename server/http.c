@@ -49,6 +49,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "pool.h"
 
 #define DEFAULT_MAX_REQUEST (32u << 20)
 #define DEFAULT_MAX_HEADER (64u << 10)
@@ -73,7 +74,8 @@ enum { TIMER_NONE = 0, TIMER_HEADER, TIMER_BODY, TIMER_IDLE, TIMER_LINGER };
 struct conn;
 
 typedef struct hreq {
-    uv_work_t work;
+    uv_work_t work;             /* on libuv's pool (writes, admin) */
+    fanns_pool_job_t job;       /* or on the search pool (is_search) */
     uv_write_t wreq;
     struct conn *c;
     struct hreq *next;
@@ -121,6 +123,7 @@ struct fanns_http_server {
     uv_loop_t loop;
     uv_tcp_t listener;
     uv_async_t async;
+    fanns_pool_t *search_pool;  /* searches and other reads that never wait for the writer */
     uv_signal_t sigint, sigterm;
     uv_timer_t drain_timer;
     llhttp_settings_t settings;
@@ -666,6 +669,20 @@ static void after_work_cb(uv_work_t *w, int status) {
     flush(c);
 }
 
+/* The search pool's job functions: the same as work_cb and after_work_cb.  A response the
+ * worker wrote whole needs nothing from the loop before its next turn, so its completion does
+ * not wake it (see pool.h). */
+static void job_work(fanns_pool_job_t *j) {
+    hreq_t *r = (hreq_t *)((char *)j - offsetof(hreq_t, job));
+    work_cb(&r->work);
+    j->quiet = r->direct && atomic_load_explicit(&r->sent_all, memory_order_relaxed);
+}
+
+static void job_done(fanns_pool_job_t *j) {
+    hreq_t *r = (hreq_t *)((char *)j - offsetof(hreq_t, job));
+    after_work_cb(&r->work, 0);
+}
+
 static void dispatch(conn_t *c, hreq_t *r) {
     fanns_http_server_t *srv = c->srv;
     bool get = !strcmp(r->areq.method, "GET");
@@ -689,7 +706,12 @@ static void dispatch(conn_t *c, hreq_t *r) {
                 break;
             }
         r->direct = ahead_sent && !c->writes && !r->close_after && !srv->shutting_down && c->dfd >= 0;
-        if (uv_queue_work(&srv->loop, &r->work, work_cb, after_work_cb) != 0) {
+        if (srv->o.is_search && srv->o.is_search(srv->o.ctx, &r->areq)) {
+            r->job.work = job_work;
+            r->job.done = job_done;
+            fanns_pool_submit(srv->search_pool, &r->job);
+            c->refs++;
+        } else if (uv_queue_work(&srv->loop, &r->work, work_cb, after_work_cb) != 0) {
             make_error(srv, 500, "could not schedule request", &r->resp);
             r->done = true;
         } else {
@@ -987,6 +1009,7 @@ static void close_server_handles(fanns_http_server_t *srv) {
     if (srv->listener_open && !uv_is_closing((uv_handle_t *)&srv->listener)) uv_close((uv_handle_t *)&srv->listener, NULL);
     uv_close((uv_handle_t *)&srv->async, NULL);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+    fanns_pool_close(srv->search_pool); /* its handles close after the last search completes */
     if (srv->signals_on) {
         uv_close((uv_handle_t *)&srv->sigint, NULL);
         uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -1127,6 +1150,14 @@ int fanns_http_new(const fanns_http_opts_t *opts, fanns_http_server_t **out, fan
         free(srv);
         return fanns_err_set(err, FANNS_EIO, NULL, "uv_loop_init: %s", uv_strerror(rc));
     }
+    if ((rc = fanns_pool_new(&srv->loop, srv->o.search_threads ? srv->o.search_threads : fanns_pool_default_threads(),
+                             "fanns-search", &srv->search_pool, err)) != 0) {
+        uv_loop_close(&srv->loop);
+        free(srv->host);
+        free(srv->port_file);
+        free(srv);
+        return rc;
+    }
     uv_async_init(&srv->loop, &srv->async, on_async);
     srv->async.data = srv;
     uv_timer_init(&srv->loop, &srv->drain_timer);
@@ -1215,6 +1246,7 @@ void fanns_http_free(fanns_http_server_t *srv) {
     uv_walk(&srv->loop, close_any, NULL);
     uv_run(&srv->loop, UV_RUN_DEFAULT);
     uv_loop_close(&srv->loop);
+    fanns_pool_free(srv->search_pool);
     free(srv->host);
     free(srv->port_file);
     free(srv);

@@ -4,9 +4,12 @@
  *
  * The handler is injected (a function pointer plus a context), so this module knows nothing
  * about the REST API: fannsd wires it to fanns_api_handle (proto/api.h), unit tests to a fake.
- * Requests that the "is_cheap" callback accepts are answered on the loop thread; all others run
- * on the libuv thread pool (uv_queue_work), so the handler must be thread-safe.  Responses on a
- * connection are written in request order even when workers finish out of order.
+ * Requests that the "is_cheap" callback accepts are answered on the loop thread; those that
+ * "is_search" accepts run on the search pool (pool.h: one thread per core by default, sized for
+ * CPU-bound reads); all others (writes, which may wait for the writer thread's commit, and
+ * administration) run on the libuv thread pool (uv_queue_work), so a burst of writes never
+ * holds up searches.  The handler must be thread-safe.  Responses on a connection are written
+ * in request order even when workers finish out of order.
  *
  * The server answers some requests itself: GET /readyz (200, or 503 once shutdown has begun),
  * and the protocol errors 400 (malformed HTTP), 408 (header or body timeout), 413 (body over
@@ -48,6 +51,9 @@ typedef struct fanns_http_opts {
     bool handle_signals;            /* install SIGINT/SIGTERM handlers (fannsd: yes; tests: no) */
     fanns_http_handle_fn handle;    /* required */
     fanns_http_cheap_fn is_cheap;   /* optional */
+    fanns_http_cheap_fn is_search;  /* optional: true for reads that never wait for a writer;
+                                     * they run on the search pool, the rest on libuv's */
+    unsigned search_threads;        /* search pool threads; 0 -> the cores available */
     fanns_http_error_fn error;      /* optional */
     void *ctx;                      /* passed to handle and is_cheap */
 } fanns_http_opts_t;

@@ -59,6 +59,11 @@ static bool is_cheap(void *ctx, const fanns_api_req_t *req) {
     return fanns_api_is_cheap(req);
 }
 
+static bool is_search(void *ctx, const fanns_api_req_t *req) {
+    (void)ctx;
+    return fanns_api_is_search(req);
+}
+
 /* mkdir -p: creates dir and its missing parents. */
 static int make_dirs(const char *dir, fanns_err_t *err) {
     char path[FANNS_CONFIG_STR_MAX];
@@ -132,6 +137,8 @@ int main(int argc, char **argv) {
     hopts.handle_signals = true;
     hopts.handle = handle;
     hopts.is_cheap = is_cheap;
+    hopts.is_search = is_search;
+    hopts.search_threads = cfg.max_search_threads;
     hopts.error = fanns_api_error_response;
     hopts.ctx = api;
     if (fanns_http_new(&hopts, &srv, &err) != 0) goto fail;

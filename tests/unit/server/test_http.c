@@ -41,10 +41,13 @@ static void sleep_ms(long ms) {
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
+static char g_last_thread_name[16]; /* of the thread that answered the last /echo request */
+
 static void fake_handle(void *ctx, const fanns_api_req_t *req, fanns_api_resp_t *resp) {
     char head[512];
     int n;
     (void)ctx;
+    if (!strncmp(req->path, "/echo", 5)) pthread_getname_np(pthread_self(), g_last_thread_name, sizeof(g_last_thread_name));
     if (pthread_equal(pthread_self(), g_server_thread)) atomic_fetch_add(&g_loop_thread_calls, 1);
     resp->status = 200;
     resp->content_type = "text/plain";
@@ -87,6 +90,16 @@ static bool fake_cheap(void *ctx, const fanns_api_req_t *req) {
     return !strcmp(req->path, "/");
 }
 
+/* With FANNS_TEST_HTTP_LANE=search (a second CTest entry) every request the loop does not
+ * answer runs on the search pool, with two threads, instead of libuv's pool: the whole suite
+ * then covers that lane too (direct writes, quiet completions, draining on shutdown). */
+static bool g_search_lane;
+static bool fake_search(void *ctx, const fanns_api_req_t *req) {
+    (void)ctx;
+    (void)req;
+    return true;
+}
+
 /* ---- server fixture ----------------------------------------------------------------------- */
 
 static fanns_http_server_t *g_srv;
@@ -106,6 +119,10 @@ static void start_server(fanns_http_opts_t *o) {
     o->port = 0;
     o->handle = fake_handle;
     o->is_cheap = fake_cheap;
+    if (g_search_lane) {
+        o->is_search = fake_search;
+        o->search_threads = 2;
+    }
     atomic_store(&g_release, 0);
     atomic_store(&g_run_returned, 0);
     ck_assert_int_eq(fanns_http_new(o, &g_srv, &err), 0);
@@ -730,6 +747,51 @@ START_TEST(test_port_file_and_bad_host) {
 }
 END_TEST
 
+/* Many small requests on several keep-alive connections at once: every response arrives, in
+ * order, whatever lane answers them; then, with nothing else happening, the server still
+ * finishes its bookkeeping (on the search lane most completions are quiet and run on a later
+ * loop turn or the sweep timer) so that shutdown drains at once instead of at its timeout. */
+START_TEST(test_many_quick_requests) {
+    enum { NC = 4, NR = 300 };
+    cli_t *c[NC];
+    char req[128];
+    resp_t r;
+    fanns_http_opts_t o;
+    fanns_http_opts_init(&o);
+    o.shutdown_timeout_ms = 20000;
+    start_server(&o);
+    for (int k = 0; k < NC; k++) c[k] = cli_open();
+    for (int i = 0; i < NR; i++) {
+        for (int k = 0; k < NC; k++) {
+            snprintf(req, sizeof(req), "GET /echo/%d/%d HTTP/1.1\r\nHost: x\r\n\r\n", k, i);
+            cli_sends(c[k], req);
+        }
+        for (int k = 0; k < NC; k++) {
+            char want[64];
+            snprintf(want, sizeof(want), "GET /echo/%d/%d ", k, i);
+            ck_assert_int_eq(cli_read_resp(c[k], &r, false), 0);
+            ck_assert_int_eq(r.status, 200);
+            ck_assert_msg(!strncmp(r.body, want, strlen(want)), "got %s, want %s", r.body, want);
+            resp_free(&r);
+        }
+    }
+    /* The lane asked for is the lane used. */
+    if (g_search_lane) ck_assert_str_eq(g_last_thread_name, "fanns-search");
+    else ck_assert_str_ne(g_last_thread_name, "fanns-search");
+    sleep_ms(50);
+    double t0 = mono_s();
+    fanns_http_shutdown(g_srv);
+    pthread_join(g_server_thread, NULL);
+    double dt = mono_s() - t0;
+    ck_assert_msg(dt < 2.0, "shutdown took %.3f s", dt);
+    fanns_http_free(g_srv);
+    for (int k = 0; k < NC; k++) {
+        ck_assert(cli_eof(c[k]));
+        cli_close(c[k]);
+    }
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("http");
     TCase *tc = tcase_create("core");
@@ -751,12 +813,14 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_client_gone_during_work);
     tcase_add_test(tc, test_client_half_close_still_answered);
     tcase_add_test(tc, test_port_file_and_bad_host);
+    tcase_add_test(tc, test_many_quick_requests);
     suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
+    g_search_lane = getenv("FANNS_TEST_HTTP_LANE") && !strcmp(getenv("FANNS_TEST_HTTP_LANE"), "search");
     fanns_log_set_level(getenv("FANNS_TEST_LOG") ? FANNS_LOG_DEBUG : FANNS_LOG_OFF);
     SRunner *sr = srunner_create(suite());
     srunner_run_all(sr, CK_NORMAL);
