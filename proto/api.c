@@ -898,10 +898,35 @@ void fanns_api_handle(fanns_api_t *api, const fanns_api_req_t *req, fanns_api_re
 out:;
     double dt = now_sec() - t0;
     json_t *doc;
-    if (rc == 0) {
+    if (rc == 0 && ctx.result_text) {
+        /* The result is JSON text already: the envelope is written around it. */
+        fanns_jbuf_t b = {0};
+        json_decref(ctx.result);
+        fanns__jbuf_puts(&b, "{\"result\":");
+        fanns__jbuf_put(&b, ctx.result_text, ctx.result_text_len);
+        fanns__jbuf_puts(&b, ",\"status\":\"ok\",\"time\":");
+        fanns__jbuf_f64(&b, dt);
+        fanns__jbuf_puts(&b, "}");
+        free(ctx.result_text);
+        if (b.oom) {
+            free(b.p);
+            doc = json_pack("{s:{s:s}, s:f}", "status", "error", "out of memory", "time", dt);
+            set_json(resp, 500, doc);
+            json_decref(doc);
+        } else {
+            resp->status = ctx.http_status ? ctx.http_status : 200;
+            resp->content_type = "application/json";
+            /* Payloads inside may hold u64 markers (json_u64.h), as set_json's text may. */
+            if (strstr(b.p, "\\u0001u64:")) fanns__json_u64_unprotect(b.p);
+            resp->body = b.p;
+            resp->body_len = strlen(b.p);
+        }
+        doc = NULL;
+    } else if (rc == 0) {
         doc = json_pack("{s:o, s:s, s:f}", "result", ctx.result ? ctx.result : json_null(), "status", "ok", "time", dt);
         set_json(resp, ctx.http_status ? ctx.http_status : 200, doc);
     } else {
+        free(ctx.result_text);
         json_decref(ctx.result);
         int status = fanns_err_http_status(rc);
         if (status >= 500)

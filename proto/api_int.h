@@ -11,6 +11,7 @@
 #include "api.h"
 #include "db.h"
 #include "json_fastvec.h"
+#include "json_out.h"
 
 #define FANNS_API_VERSION "1.18.0"   /* the Qdrant REST API level fanns speaks */
 #define FANNS_MAX_LIMIT 100000       /* largest limit + offset a search may ask for */
@@ -32,6 +33,9 @@ typedef struct api_ctx {
     fanns_fastvec_t fv;     /* query vector taken out of the body (json_fastvec.h) */
     fanns_fastvecs_t fvs;   /* upsert vectors taken out of the body (json_fastvec.h) */
     json_t *result;         /* success result (owned) */
+    char *result_text;      /* or the success result already encoded as JSON text (malloc'd,
+                             * owned; json_out.h), which takes precedence */
+    size_t result_text_len;
     int http_status;        /* success status, 200 unless set */
     fanns_err_t err;
 } api_ctx_t;

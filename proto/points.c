@@ -127,6 +127,47 @@ static json_t *hit_json(const fanns_hit_t *h, uint32_t dim, const payload_sel_t 
     return o;
 }
 
+/* The same object as hit_json, written as text (json_out.h): search responses are built this
+ * way, which keeps their encoding well below the cost of the search itself. */
+static void hit_text(fanns_jbuf_t *b, const fanns_hit_t *h, uint32_t dim, const payload_sel_t *sel, bool scored) {
+    fanns__jbuf_puts(b, "{\"id\":");
+    if (h->id.kind == FANNS_PID_NUM) {
+        fanns__jbuf_u64(b, h->id.num);
+    } else {
+        char u[37];
+        fanns_pid_uuid_str(h->id.uuid, u);
+        fanns__jbuf_put(b, "\"", 1);
+        fanns__jbuf_put(b, u, 36);
+        fanns__jbuf_put(b, "\"", 1);
+    }
+    if (scored) {
+        fanns__jbuf_puts(b, ",\"version\":");
+        fanns__jbuf_u64(b, h->version);
+        fanns__jbuf_puts(b, ",\"score\":");
+        fanns__jbuf_f32(b, h->score);
+    }
+    fanns__jbuf_puts(b, ",\"payload\":");
+    if (sel->mode) {
+        json_t *p = select_payload(h->payload, sel);
+        fanns__jbuf_json(b, p);
+        json_decref(p);
+    } else {
+        fanns__jbuf_puts(b, "null");
+    }
+    fanns__jbuf_puts(b, ",\"vector\":");
+    if (h->vector) {
+        fanns__jbuf_put(b, "[", 1);
+        for (uint32_t i = 0; i < dim; i++) {
+            if (i) fanns__jbuf_put(b, ",", 1);
+            fanns__jbuf_f32(b, h->vector[i]);
+        }
+        fanns__jbuf_put(b, "]", 1);
+    } else {
+        fanns__jbuf_puts(b, "null");
+    }
+    fanns__jbuf_puts(b, ",\"shard_key\":null,\"order_value\":null}");
+}
+
 /* ---- common decoding ---------------------------------------------------------------- */
 
 static int get_coll(api_ctx_t *ctx, const char *name, fanns_coll_t **c) {
@@ -569,7 +610,9 @@ static json_t *explain_json(const fanns_search_explain_t *ex) {
     return o;
 }
 
-static int run_search(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const float *qvec, json_t **out,
+/* Searches and appends the hits, a JSON array, to out; *explain gets the explain object when
+ * explain is not NULL and the request asks for it. */
+static int run_search(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const float *qvec, fanns_jbuf_t *out,
                       json_t **explain) {
     fanns_filter_t *f = NULL;
     fanns_hit_t *hits = NULL;
@@ -616,8 +659,12 @@ static int run_search(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const
     req.no_payload = sel.mode == 0;
     rc = fanns_coll_search(c, &req, &hits, &nh, &ctx->err);
     if (rc == 0) {
-        *out = json_array();
-        for (size_t i = 0; i < nh; i++) json_array_append_new(*out, hit_json(&hits[i], fanns_coll_dim(c), &sel, true));
+        fanns__jbuf_put(out, "[", 1);
+        for (size_t i = 0; i < nh; i++) {
+            if (i) fanns__jbuf_put(out, ",", 1);
+            hit_text(out, &hits[i], fanns_coll_dim(c), &sel, true);
+        }
+        fanns__jbuf_put(out, "]", 1);
         if (req.explain) *explain = explain_json(&ex);
     }
     fanns_hits_free(hits, nh);
@@ -652,7 +699,7 @@ static int decode_query_vector(api_ctx_t *ctx, fanns_coll_t *c, const json_t *v,
     return rc;
 }
 
-static int search_one(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const char *path, json_t **out) {
+static int search_one(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const char *path, fanns_jbuf_t *out) {
     static const char *const top[] = {"vector", "filter", "params", "limit", "offset", "with_payload", "with_vector",
                                       "with_vectors", "score_threshold", "shard_key", NULL};
     int rc;
@@ -670,16 +717,18 @@ static int search_one(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const
     return rc;
 }
 
-typedef int (*one_fn)(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const char *path, json_t **out);
+/* Answers one search or query, appending its result's JSON text to out. */
+typedef int (*one_fn)(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const char *path, fanns_jbuf_t *out);
 
 /* One request, or {"searches": [...]} answered as a list, for /search(/batch) and /query(/batch). */
 static int run_one_or_batch(api_ctx_t *ctx, const char *name, bool batch, one_fn one, const char *what) {
     fanns_coll_t *c = NULL;
+    fanns_jbuf_t b = {0};
     int rc;
     if ((rc = need_body(ctx, what)) != 0) return rc;
     if ((rc = get_coll(ctx, name, &c)) != 0) return rc;
     if (!batch) {
-        rc = one(ctx, c, ctx->body, "", &ctx->result);
+        rc = one(ctx, c, ctx->body, "", &b);
     } else {
         static const char *const top[] = {"searches", NULL};
         json_t *s = json_object_get(ctx->body, "searches");
@@ -688,19 +737,26 @@ static int run_one_or_batch(api_ctx_t *ctx, const char *name, bool batch, one_fn
             rc = fanns_err_set(&ctx->err, FANNS_EINVAL, "searches", "Format error in JSON body: searches must be an array");
             goto out;
         }
-        ctx->result = json_array();
+        fanns__jbuf_put(&b, "[", 1);
         size_t i;
-        json_t *b;
-        json_array_foreach(s, i, b) {
-            json_t *r = NULL;
+        json_t *q;
+        json_array_foreach(s, i, q) {
             char p[48];
             snprintf(p, sizeof(p), "searches[%zu]", i);
-            if ((rc = one(ctx, c, b, p, &r)) != 0) goto out;
-            json_array_append_new(ctx->result, r);
+            if (i) fanns__jbuf_put(&b, ",", 1);
+            if ((rc = one(ctx, c, q, p, &b)) != 0) goto out;
         }
+        fanns__jbuf_put(&b, "]", 1);
     }
 out:
     fanns_coll_release(c);
+    if (rc == 0 && b.oom) rc = fanns_err_set(&ctx->err, FANNS_ENOMEM, NULL, "out of memory");
+    if (rc == 0) {
+        ctx->result_text = b.p;
+        ctx->result_text_len = b.len;
+    } else {
+        free(b.p);
+    }
     return rc;
 }
 
@@ -708,7 +764,7 @@ int fanns__api_points_search(api_ctx_t *ctx, const char *name, bool batch) {
     return run_one_or_batch(ctx, name, batch, search_one, "{vector, limit}");
 }
 
-static int query_one(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const char *path, json_t **out) {
+static int query_one(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const char *path, fanns_jbuf_t *out) {
     static const char *const top[] = {"query", "using", "prefetch", "filter", "params", "limit", "offset", "with_payload",
                                       "with_vector", "with_vectors", "score_threshold", "lookup_from", "shard_key", NULL};
     int rc;
@@ -757,10 +813,15 @@ static int query_one(api_ctx_t *ctx, fanns_coll_t *c, const json_t *body, const 
     } else if ((rc = decode_query_vector(ctx, c, query, "query", q)) != 0) {
         goto out;
     }
-    json_t *pts = NULL, *explain = NULL;
-    if ((rc = run_search(ctx, c, body, q, &pts, &explain)) != 0) goto out;
-    *out = json_pack("{s:o}", "points", pts);
-    if (explain) json_object_set_new(*out, "explain", explain);
+    json_t *explain = NULL;
+    fanns__jbuf_puts(out, "{\"points\":");
+    if ((rc = run_search(ctx, c, body, q, out, &explain)) != 0) goto out;
+    if (explain) {
+        fanns__jbuf_puts(out, ",\"explain\":");
+        fanns__jbuf_json(out, explain);
+        json_decref(explain);
+    }
+    fanns__jbuf_put(out, "}", 1);
 out:
     free(q);
     return rc;
