@@ -101,34 +101,9 @@ static json_t *select_payload(json_t *p, const payload_sel_t *sel) {
     return out;
 }
 
-static json_t *vector_json(const float *v, uint32_t dim) {
-    json_t *a = json_array();
-    for (uint32_t i = 0; i < dim; i++) json_array_append_new(a, json_real((double)v[i]));
-    return a;
-}
-
-/* Record (retrieve/scroll) or ScoredPoint (search) for one hit. */
-static json_t *hit_json(const fanns_hit_t *h, uint32_t dim, const payload_sel_t *sel, bool scored) {
-    json_t *o = json_object();
-    json_object_set_new(o, "id", fanns_pid_to_json(&h->id));
-    if (scored) {
-        json_object_set_new(o, "version", json_integer((json_int_t)h->version));
-        json_object_set_new(o, "score", json_real((double)h->score));
-    }
-    json_object_set_new(o, "payload", sel->mode ? select_payload(h->payload, sel) : json_null());
-    json_object_set_new(o, "vector", h->vector ? vector_json(h->vector, dim) : json_null());
-    if (scored) {
-        json_object_set_new(o, "shard_key", json_null());
-        json_object_set_new(o, "order_value", json_null());
-    } else {
-        json_object_set_new(o, "shard_key", json_null());
-        json_object_set_new(o, "order_value", json_null());
-    }
-    return o;
-}
-
-/* The same object as hit_json, written as text (json_out.h): search responses are built this
- * way, which keeps their encoding well below the cost of the search itself. */
+/* One point as JSON text (json_out.h): a Record (retrieve, scroll) or, scored, a ScoredPoint
+ * (search, query).  Point lists are written this way, not as jansson trees, which keeps their
+ * encoding well below the cost of the search itself. */
 static void hit_text(fanns_jbuf_t *b, const fanns_hit_t *h, uint32_t dim, const payload_sel_t *sel, bool scored) {
     fanns__jbuf_puts(b, "{\"id\":");
     if (h->id.kind == FANNS_PID_NUM) {
@@ -166,6 +141,19 @@ static void hit_text(fanns_jbuf_t *b, const fanns_hit_t *h, uint32_t dim, const 
         fanns__jbuf_puts(b, "null");
     }
     fanns__jbuf_puts(b, ",\"shard_key\":null,\"order_value\":null}");
+}
+
+/* Hands b's text to ctx as the result (or fails for an incomplete one); b is emptied. */
+static int take_text(api_ctx_t *ctx, fanns_jbuf_t *b) {
+    if (b->oom) {
+        free(b->p);
+        memset(b, 0, sizeof(*b));
+        return fanns_err_set(&ctx->err, FANNS_ENOMEM, NULL, "out of memory");
+    }
+    ctx->result_text = b->p;
+    ctx->result_text_len = b->len;
+    memset(b, 0, sizeof(*b));
+    return 0;
 }
 
 /* ---- common decoding ---------------------------------------------------------------- */
@@ -396,8 +384,16 @@ int fanns__api_points_get(api_ctx_t *ctx, const char *name) {
     if ((rc = parse_ids(json_object_get(ctx->body, "ids"), "ids", &ids, &nids, &ctx->err)) != 0) return rc;
     if ((rc = get_coll(ctx, name, &c)) != 0) goto out;
     if ((rc = fanns_coll_get_points(c, ids, nids, wv, &hits, &nh, &ctx->err)) != 0) goto out;
-    ctx->result = json_array();
-    for (size_t i = 0; i < nh; i++) json_array_append_new(ctx->result, hit_json(&hits[i], fanns_coll_dim(c), &sel, false));
+    {
+        fanns_jbuf_t b = {0};
+        fanns__jbuf_put(&b, "[", 1);
+        for (size_t i = 0; i < nh; i++) {
+            if (i) fanns__jbuf_put(&b, ",", 1);
+            hit_text(&b, &hits[i], fanns_coll_dim(c), &sel, false);
+        }
+        fanns__jbuf_put(&b, "]", 1);
+        rc = take_text(ctx, &b);
+    }
 out:
     fanns_hits_free(hits, nh);
     fanns_coll_release(c);
@@ -419,7 +415,11 @@ int fanns__api_point_get(api_ctx_t *ctx, const char *name, const char *idstr) {
         rc = fanns_err_set(&ctx->err, FANNS_ENOTFOUND, NULL, "Not found: Point with id %s does not exists!", idstr);
         goto out;
     }
-    ctx->result = hit_json(&hits[0], fanns_coll_dim(c), &sel, false);
+    {
+        fanns_jbuf_t b = {0};
+        hit_text(&b, &hits[0], fanns_coll_dim(c), &sel, false);
+        rc = take_text(ctx, &b);
+    }
 out:
     fanns_hits_free(hits, nh);
     fanns_coll_release(c);
@@ -527,9 +527,24 @@ int fanns__api_points_scroll(api_ctx_t *ctx, const char *name) {
     if ((rc = get_coll(ctx, name, &c)) != 0) goto out;
     if ((rc = fanns_coll_scroll(c, has_start ? &start : NULL, f, (size_t)limit, wv, &hits, &nh, &has_next, &next, &ctx->err)) != 0)
         goto out;
-    json_t *pts = json_array();
-    for (size_t i = 0; i < nh; i++) json_array_append_new(pts, hit_json(&hits[i], fanns_coll_dim(c), &sel, false));
-    ctx->result = json_pack("{s:o, s:o}", "points", pts, "next_page_offset", has_next ? fanns_pid_to_json(&next) : json_null());
+    {
+        fanns_jbuf_t b = {0};
+        fanns__jbuf_puts(&b, "{\"points\":[");
+        for (size_t i = 0; i < nh; i++) {
+            if (i) fanns__jbuf_put(&b, ",", 1);
+            hit_text(&b, &hits[i], fanns_coll_dim(c), &sel, false);
+        }
+        fanns__jbuf_puts(&b, "],\"next_page_offset\":");
+        if (has_next) {
+            json_t *nx = fanns_pid_to_json(&next);
+            fanns__jbuf_json(&b, nx); /* a u64 marker here is unprotected with the envelope */
+            json_decref(nx);
+        } else {
+            fanns__jbuf_puts(&b, "null");
+        }
+        fanns__jbuf_put(&b, "}", 1);
+        rc = take_text(ctx, &b);
+    }
 out:
     fanns_hits_free(hits, nh);
     fanns_coll_release(c);

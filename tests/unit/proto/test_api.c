@@ -212,6 +212,12 @@ START_TEST(test_u64_ids) {
     ck_assert_ptr_nonnull(strstr(resp.body, "\"s\":\"18446744073709551615\""));
     ck_assert_ptr_null(strstr(resp.body, "u64:"));
     free(resp.body);
+    /* The next page starts at the big id, also written as a bare literal. */
+    fanns_api_req_t req1 = {"POST", "/collections/u/points/scroll", NULL, "{\"limit\":1}", 11, "t"};
+    fanns_api_handle(api, &req1, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_msg(strstr(resp.body, "\"next_page_offset\":18446744073709551615}"), "body: %s", resp.body);
+    free(resp.body);
     fanns_api_req_t get = {"GET", "/collections/u/points/18446744073709551615", NULL, NULL, 0, "t"};
     fanns_api_handle(api, &get, &resp);
     ck_assert_int_eq(resp.status, 200);
