@@ -6,6 +6,8 @@
  * early when it falls too low; below, the two-hop walk's, or its finding no match within two
  * hops of its entry point) and
  * answer with the wide two-hop walk when that is cheaper than the scan, else with the scan.
+ * A 10-50% filter around the query is answered by the optimistic plain walk, which gives up
+ * (to the two-hop walk) when the filter is not.
  * Every hit must match, the wide walk must keep its recall, and the scan must be exact.
  */
 #include <check.h>
@@ -137,6 +139,7 @@ START_TEST(test_anti_correlated) {
     fanns_coll_t *c = setup(&db);
     unsetenv("FANNS_ANTI_WALK");
     unsetenv("FANNS_FILTER_TRAVERSAL");
+    unsetenv("FANNS_OPT_WALK");
 
     /* NOT the query's cluster (6/7 of the points): the filtered walk finds no match around
      * the query, which is far from every match, and gives up.  At ef 24 (beam 384) the wide walk costs less than
@@ -156,17 +159,23 @@ START_TEST(test_anti_correlated) {
     ck_assert_msg(r == 1.0, "scan: recall@10 %.3f", r);
     unsetenv("FANNS_ANTI_WALK");
 
-    /* A far cluster only (1/7): the two-hop walk finds no match within two hops of where it
-     * enters level 0, so it must have come out of the query's region somewhere far; a wide
+    /* A far cluster only (1/7): the optimistic plain walk sees no match around the query and
+     * gives up; the two-hop walk finds no match within two hops of where it enters level 0, so it must have come out of the query's region somewhere far; a wide
      * walk would cost more than scanning 2,571 points, so the scan answers. */
     r = run(c, "must", "a3", 24, "hnsw_acorn+exact_fallback");
     ck_assert_msg(r == 1.0, "far cluster: recall@10 %.3f", r);
     /* NOT a far cluster (6/7, the query's own among them): one filtered walk answers. */
     r = run(c, "must_not", "a3", 24, "hnsw_filtered");
     ck_assert_msg(r >= 0.9, "filtered walk: recall@10 %.3f", r);
-    /* The query's own cluster (1/7): a plain two-hop walk. */
+    /* The query's own cluster (1/7, so below 50%): nearly every point around the query
+     * matches, and the optimistic plain walk answers without giving up. */
+    r = run(c, "must", "a0", 24, "hnsw_filtered");
+    ck_assert_msg(r >= 0.9, "optimistic walk: recall@10 %.3f", r);
+    /* Switched off, the two-hop walk answers. */
+    setenv("FANNS_OPT_WALK", "off", 1);
     r = run(c, "must", "a0", 24, "hnsw_acorn");
     ck_assert_msg(r >= 0.9, "two-hop walk: recall@10 %.3f", r);
+    unsetenv("FANNS_OPT_WALK");
 
     fanns_coll_release(c);
     fanns_db_close(db);
