@@ -125,7 +125,8 @@ def run_dataset(a, n, d, raw):
             old = json.load(f)
     cmds = old.get("commands", [])
     old.update(info)
-    old["commands"] = cmds + [" ".join(["tests/bench/run_filtered.py"] + a.argv)]
+    cmd = " ".join(["tests/bench/run_filtered.py"] + a.argv)
+    old["commands"] = [c for c in cmds if c != cmd] + [cmd]  # each distinct command once
     with open(raw + "-info.json", "w") as f:
         json.dump(old, f)
 
@@ -447,7 +448,7 @@ def report(a, datasets):
                 r = info[k]
                 md.append(f"- {k[:-4]} run: {r['wall_s']} s wall; load average (1, 5, 15 min) before "
                           f"{r['loadavg_before']}, after {r['loadavg_after']}.")
-        for c in info.get("commands", []):
+        for c in dict.fromkeys(info.get("commands", [])):
             md.append(f"- raw results from: `/usr/bin/python3 {c}`")
         nmiss = sum(1 for r in rows if r["miss"])
         md += ["", f"{len(rows)} cells; {len(rows) - nmiss} meet every target.", ""]
