@@ -106,7 +106,7 @@ fanns_coll_t *fanns__coll_new(fanns_db_t *db, const char *name, uint32_t cid, ui
     c->dim = dim;
     c->metric = metric;
     atomic_init(&c->refs, 1);
-    pthread_rwlock_init(&c->lock, NULL);
+    fanns__rwlock_init(&c->lock);
     c->config = json_incref(config);
     c->schema = schema ? json_incref(schema) : json_object();
     atomic_init(&c->ondisk, fanns__coll_config_ondisk(config));

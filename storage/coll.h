@@ -31,6 +31,14 @@ int fanns__coll_fill_hit(const fanns_coll_t *c, uint32_t off, bool with_vector, 
 
 /* ---- vecs.c: where float32 vectors are read from ---- */
 
+/* Initialises one of the storage's rwlocks (a collection's lock, env_lock, map_lock) as
+ * writer-preferring: once a writer waits, new readers wait behind it, so constant searches
+ * cannot starve the writer (glibc's default lets readers in as long as one holds the lock).
+ * The price is that a thread must never take a read lock it already holds (a writer queued
+ * in between would deadlock it), and the locks are always taken in one order: env_lock,
+ * then a collection's lock, then map_lock. */
+void fanns__rwlock_init(pthread_rwlock_t *l);
+
 /* Takes c's lock (write or read) and, before it, the database's env_lock shared when c keeps
  * its vectors on disk (*env says whether it was taken).  Release with fanns__coll_unlock. */
 void fanns__coll_lock(fanns_coll_t *c, bool write, bool *env);

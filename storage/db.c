@@ -1037,8 +1037,8 @@ int fanns_db_open(const char *dir, const fanns_db_opts_t *opts, fanns_db_t **out
 
     *out = NULL;
     if (!db) return fanns_err_set(err, FANNS_ENOMEM, NULL, "out of memory");
-    pthread_rwlock_init(&db->env_lock, NULL);
-    pthread_rwlock_init(&db->map_lock, NULL);
+    fanns__rwlock_init(&db->env_lock);
+    fanns__rwlock_init(&db->map_lock);
     pthread_mutex_init(&db->qmu, NULL);
     pthread_cond_init(&db->qcv, NULL);
     pthread_cond_init(&db->donecv, NULL);

@@ -51,6 +51,18 @@ bool fanns__coll_config_ondisk(const json_t *config) {
 
 /* ---- locking ------------------------------------------------------------------------ */
 
+void fanns__rwlock_init(pthread_rwlock_t *l) {
+    pthread_rwlockattr_t a;
+    if (pthread_rwlockattr_init(&a) != 0) {
+        /* Not expected with glibc; the default kind is correct, only unfair to writers. */
+        pthread_rwlock_init(l, NULL);
+        return;
+    }
+    (void)pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(l, &a);
+    pthread_rwlockattr_destroy(&a);
+}
+
 void fanns__coll_lock(fanns_coll_t *c, bool write, bool *env) {
     /* The flag read before locking is a hint; it is checked again under the lock, and if the
      * collection moved to disk meanwhile the locks are taken again in order. */
