@@ -23,7 +23,8 @@ Results are merged into <out>/bench-results.json (datasets not re-run are kept) 
 
 Usage:
   /usr/bin/python3 tests/bench/run_bench.py                      # 100k x 384 and 100k x 768
-  /usr/bin/python3 tests/bench/run_bench.py --sizes 1000000 --dims 384
+  /usr/bin/python3 tests/bench/run_bench.py --sizes 1000000 --dims 384 --efs 32,64,128,256,384,512,768,1024 \
+      --http-efs 128,384,768          # 1M: recall 0.95 needs ef about 600 (about 85 min)
   /usr/bin/python3 tests/bench/run_bench.py --quick --out /tmp/b  # 20k x 128 sanity run
 """
 import argparse, datetime, importlib.util, json, math, os, platform, shutil, signal, subprocess, sys, tempfile, time
