@@ -45,6 +45,7 @@
  * half-way) is never trusted again.  Evaluation only reads.
  */
 #include "payload_index.h"
+#include "mem.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -207,8 +208,14 @@ typedef struct {
     uint32_t offs[CHUNK];
 } chunk_t;
 
+/* The chunks in key order.  Beside the chunk pointers, a directory of each chunk's last key
+ * and pair count (kept current by every change to a chunk): a range lookup binary-searches
+ * and counts in these two contiguous arrays instead of dereferencing a chunk per step,
+ * which after a search has streamed vectors through the cache is one miss each. */
 typedef struct {
     chunk_t **c;
+    uint64_t *last;     /* last[i]: c[i]'s largest key */
+    uint32_t *cnt;      /* cnt[i]: c[i]->n */
     size_t n, cap;
     size_t total;
 } svec_t;
@@ -243,17 +250,42 @@ static size_t svec_chunk(const svec_t *s, uint64_t k, uint32_t o) {
     return lo ? lo - 1 : 0;
 }
 
+/* Refreshes the directory entry of chunk i after a change to it (it holds pairs). */
+static void svec_dir_sync(svec_t *s, size_t i) {
+    const chunk_t *c = s->c[i];
+    s->last[i] = c->keys[c->n - 1];
+    s->cnt[i] = c->n;
+}
+
 static int svec_dir_insert(svec_t *s, size_t at, chunk_t *c) {
-    if (grow((void **)&s->c, &s->cap, s->n + 1, sizeof(chunk_t *))) return -1;
-    memmove(&s->c[at + 1], &s->c[at], (s->n - at) * sizeof(chunk_t *));
+    if (s->n + 1 > s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 16;
+        chunk_t **nc = realloc(s->c, ncap * sizeof(*nc));
+        if (!nc) return -1;
+        s->c = nc;
+        uint64_t *nl = realloc(s->last, ncap * sizeof(*nl));
+        if (!nl) return -1;
+        s->last = nl;
+        uint32_t *nn = realloc(s->cnt, ncap * sizeof(*nn));
+        if (!nn) return -1;
+        s->cnt = nn;
+        s->cap = ncap;
+    }
+    memmove(&s->c[at + 1], &s->c[at], (s->n - at) * sizeof(*s->c));
+    memmove(&s->last[at + 1], &s->last[at], (s->n - at) * sizeof(*s->last));
+    memmove(&s->cnt[at + 1], &s->cnt[at], (s->n - at) * sizeof(*s->cnt));
     s->c[at] = c;
+    s->last[at] = 0;
+    s->cnt[at] = 0;
     s->n++;
     return 0;
 }
 
 static void svec_dir_remove(svec_t *s, size_t at) {
     free(s->c[at]);
-    memmove(&s->c[at], &s->c[at + 1], (s->n - at - 1) * sizeof(chunk_t *));
+    memmove(&s->c[at], &s->c[at + 1], (s->n - at - 1) * sizeof(*s->c));
+    memmove(&s->last[at], &s->last[at + 1], (s->n - at - 1) * sizeof(*s->last));
+    memmove(&s->cnt[at], &s->cnt[at + 1], (s->n - at - 1) * sizeof(*s->cnt));
     s->n--;
 }
 
@@ -283,8 +315,11 @@ static int svec_insert(svec_t *s, uint64_t k, uint32_t o) {
         memcpy(d->keys, c->keys + half, d->n * sizeof(uint64_t));
         memcpy(d->offs, c->offs + half, d->n * sizeof(uint32_t));
         c->n = half;
+        svec_dir_sync(s, ci);
+        svec_dir_sync(s, ci + 1);
         if (p > half) {
             c = d;
+            ci++;
             p -= half;
         }
     }
@@ -293,6 +328,7 @@ static int svec_insert(svec_t *s, uint64_t k, uint32_t o) {
     c->keys[p] = k;
     c->offs[p] = o;
     c->n++;
+    svec_dir_sync(s, ci);
     s->total++;
     return 0;
 }
@@ -309,13 +345,16 @@ static void svec_remove(svec_t *s, uint64_t k, uint32_t o) {
     s->total--;
     if (c->n == 0) {
         svec_dir_remove(s, ci);
-    } else if (c->n < CHUNK / 4 && ci + 1 < s->n && c->n + s->c[ci + 1]->n <= CHUNK / 2) {
+        return;
+    }
+    if (c->n < CHUNK / 4 && ci + 1 < s->n && c->n + s->c[ci + 1]->n <= CHUNK / 2) {
         chunk_t *d = s->c[ci + 1];
         memcpy(c->keys + c->n, d->keys, d->n * sizeof(uint64_t));
         memcpy(c->offs + c->n, d->offs, d->n * sizeof(uint32_t));
         c->n += d->n;
         svec_dir_remove(s, ci + 1);
     }
+    svec_dir_sync(s, ci);
 }
 
 /* First position whose key is >= k ({s->n, 0} past the end). */
@@ -323,8 +362,7 @@ static spos_t svec_lb(const svec_t *s, uint64_t k) {
     size_t lo = 0, hi = s->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        const chunk_t *c = s->c[mid];
-        if (c->keys[c->n - 1] < k) lo = mid + 1;
+        if (s->last[mid] < k) lo = mid + 1;
         else hi = mid;
     }
     spos_t r = {lo, 0};
@@ -345,14 +383,16 @@ static void svec_range(const svec_t *s, uint64_t kmin, uint64_t kmax, spos_t *a,
 
 static uint64_t svec_count(const svec_t *s, spos_t a, spos_t b) {
     if (a.ci == b.ci) return b.pi - a.pi;
-    uint64_t n = s->c[a.ci]->n - a.pi;
-    for (size_t i = a.ci + 1; i < b.ci; i++) n += s->c[i]->n;
+    uint64_t n = s->cnt[a.ci] - a.pi;
+    for (size_t i = a.ci + 1; i < b.ci; i++) n += s->cnt[i];
     return n + b.pi;
 }
 
 static void svec_free(svec_t *s) {
     for (size_t i = 0; i < s->n; i++) free(s->c[i]);
     free(s->c);
+    free(s->last);
+    free(s->cnt);
     memset(s, 0, sizeof(*s));
 }
 
@@ -387,7 +427,8 @@ typedef struct {
     roaring_bitmap_t *pts, *multi;
     uint64_t *fwd;          /* offset -> the key of a point with exactly one key, else 0 (no
                              * number or datetime maps to key 0: it would be a NaN, or a
-                             * datetime of INT64_MIN microseconds) */
+                             * datetime of INT64_MIN microseconds); read at random by
+                             * range_by_point, so from fanns_mem (huge pages once large) */
     size_t nfwd;
 } sorted_t;
 
@@ -453,7 +494,7 @@ static void typed_free(typed_t *t) {
 
 static void sorted_free(sorted_t *s) {
     svec_free(&s->v);
-    free(s->fwd);
+    fanns_mem_free(s->fwd, s->nfwd * sizeof(uint64_t));
     bm_free(s->pts);
     bm_free(s->multi);
 }
@@ -701,9 +742,8 @@ static int sorted_apply(sorted_t *s, const uint64_t *keys, size_t n, uint32_t of
         if (off >= s->nfwd) {
             size_t nn = s->nfwd ? s->nfwd : 1024;
             while (nn <= off) nn *= 2;
-            uint64_t *nf = realloc(s->fwd, nn * sizeof(uint64_t));
+            uint64_t *nf = fanns_mem_realloc(s->fwd, s->nfwd * sizeof(uint64_t), nn * sizeof(uint64_t));
             if (!nf) return -1;
-            memset(nf + s->nfwd, 0, (nn - s->nfwd) * sizeof(uint64_t));
             s->fwd = nf;
             s->nfwd = nn;
         }
@@ -1642,7 +1682,8 @@ size_t fanns_pindex_memory(const fanns_pindex_t *pi) {
         }
         const sorted_t *ss[2] = {&x->nums, &x->dts};
         for (int j = 0; j < 2; j++)
-            total += ss[j]->v.n * sizeof(chunk_t) + ss[j]->v.cap * sizeof(chunk_t *) + bm_size(ss[j]->pts) +
+            total += ss[j]->v.n * sizeof(chunk_t) + ss[j]->v.cap * (sizeof(chunk_t *) + sizeof(uint64_t) + sizeof(uint32_t)) +
+                     ss[j]->nfwd * sizeof(uint64_t) + bm_size(ss[j]->pts) +
                      bm_size(ss[j]->multi);
     }
     return total;
