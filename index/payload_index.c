@@ -56,6 +56,7 @@
 #include "filter_int.h"
 
 #define CHUNK 512
+#define ORD_MAX 255            /* distinct keys up to which a sorted index keeps byte ranks */
 #define THRESH_MAX_WORK 4096   /* min_should: conditions * min_count before giving up exactness */
 #define RANGE_MAP_MAX 256      /* distinct values of an integer index up to which a range unites
                                 * value bitmaps instead of reading sorted pairs */
@@ -430,6 +431,18 @@ typedef struct {
                              * datetime of INT64_MIN microseconds); read at random by
                              * range_by_point, so from fanns_mem (huge pages once large) */
     size_t nfwd;
+    /* The same keys as ranks, while the points with one key hold at most ORD_MAX distinct
+     * keys (a year, a rating): ord[off] is 0 or 1 + the rank of fwd[off] among dkeys (sorted,
+     * distinct; dref counts the points holding each, and keys whose count fell to 0 are
+     * dropped when room is needed).  One byte a point instead of eight, so the array
+     * range_by_point reads at random stays in the cache between queries.  ord_off: too many
+     * distinct keys, only fwd is kept from then on. */
+    uint8_t *ord;
+    size_t nord;
+    uint64_t dkeys[ORD_MAX];
+    uint32_t dref[ORD_MAX];
+    uint32_t nd;
+    bool ord_off;
 } sorted_t;
 
 typedef struct {
@@ -495,6 +508,7 @@ static void typed_free(typed_t *t) {
 static void sorted_free(sorted_t *s) {
     svec_free(&s->v);
     fanns_mem_free(s->fwd, s->nfwd * sizeof(uint64_t));
+    fanns_mem_free(s->ord, s->nord);
     bm_free(s->pts);
     bm_free(s->multi);
 }
@@ -730,6 +744,79 @@ static int typed_apply(typed_t *t, const void *keys, size_t n, size_t stride, bo
     return 0;
 }
 
+/* Rank slot of key k in s->dkeys: its position, or where it would go. */
+static uint32_t ord_find(const sorted_t *s, uint64_t k) {
+    uint32_t lo = 0, hi = s->nd;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (s->dkeys[mid] < k) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Drops the distinct keys no point holds any more, renumbering ord. */
+static void ord_compact(sorted_t *s) {
+    uint8_t map[ORD_MAX + 1];
+    uint32_t w = 0;
+    map[0] = 0;
+    for (uint32_t i = 0; i < s->nd; i++) {
+        map[i + 1] = s->dref[i] ? (uint8_t)(w + 1) : 0;
+        if (s->dref[i]) {
+            s->dkeys[w] = s->dkeys[i];
+            s->dref[w] = s->dref[i];
+            w++;
+        }
+    }
+    if (w == s->nd) return;
+    s->nd = w;
+    for (size_t i = 0; i < s->nord; i++) s->ord[i] = map[s->ord[i]];
+}
+
+/* Keeps the byte ranks current for point off gaining (add) or losing its one key k.
+ * Returns -1 on ENOMEM.  Past ORD_MAX distinct keys the ranks are dropped for good. */
+static int ord_apply(sorted_t *s, uint64_t k, uint32_t off, bool add) {
+    if (s->ord_off) return 0;
+    uint32_t r = ord_find(s, k);
+    if (!add) {
+        if (r < s->nd && s->dkeys[r] == k && s->dref[r]) s->dref[r]--;
+        if (off < s->nord) s->ord[off] = 0;
+        return 0;
+    }
+    if (r == s->nd || s->dkeys[r] != k) {
+        if (s->nd == ORD_MAX) {
+            ord_compact(s);
+            r = ord_find(s, k);
+        }
+        if (s->nd == ORD_MAX) {
+            fanns_mem_free(s->ord, s->nord);
+            s->ord = NULL;
+            s->nord = 0;
+            s->ord_off = true;
+            return 0;
+        }
+        /* A new key at rank r: the ranks above it move up by one. */
+        memmove(&s->dkeys[r + 1], &s->dkeys[r], (s->nd - r) * sizeof(s->dkeys[0]));
+        memmove(&s->dref[r + 1], &s->dref[r], (s->nd - r) * sizeof(s->dref[0]));
+        s->dkeys[r] = k;
+        s->dref[r] = 0;
+        s->nd++;
+        if (r + 1 < s->nd)
+            for (size_t i = 0; i < s->nord; i++) s->ord[i] += s->ord[i] > r;
+    }
+    if (off >= s->nord) {
+        size_t nn = s->nord ? s->nord : 4096;
+        while (nn <= off) nn *= 2;
+        uint8_t *no = fanns_mem_realloc(s->ord, s->nord, nn);
+        if (!no) return -1;
+        s->ord = no;
+        s->nord = nn;
+    }
+    s->dref[r]++;
+    s->ord[off] = (uint8_t)(r + 1);
+    return 0;
+}
+
 static int sorted_apply(sorted_t *s, const uint64_t *keys, size_t n, uint32_t off, bool add) {
     for (size_t i = 0; i < n; i++) {
         if (add) {
@@ -751,6 +838,8 @@ static int sorted_apply(sorted_t *s, const uint64_t *keys, size_t n, uint32_t of
     } else if (n > 0 && off < s->nfwd) {
         s->fwd[off] = 0; /* removed, or two or more keys */
     }
+    if (n == 1 && ord_apply(s, keys[0], off, add)) return -1;
+    if (n > 1 && off < s->nord) s->ord[off] = 0;
     bm_set(s->pts, off, add, n > 0);
     bm_set(s->multi, off, add, n > 1);
     return 0;
@@ -1110,6 +1199,27 @@ static roaring_bitmap_t *range_by_point(const sorted_t *ss, uint64_t kmin, uint6
     enum { BATCH = 256, AHEAD = 16 };
     roaring_bitmap_t *r = roaring_bitmap_create();
     if (!r) return NULL;
+    if (!ss->ord_off) {
+        /* Byte ranks: the range is the ranks [lo, hi] (1-based; 0 is no key). */
+        const uint8_t *ord = ss->ord;
+        const size_t nord = ss->nord;
+        const uint32_t lo = ord_find(ss, kmin) + 1, hi = kmax == UINT64_MAX ? ss->nd : ord_find(ss, kmax + 1);
+        if (lo > hi) return r;
+        roaring_uint32_iterator_t it;
+        roaring_init_iterator(w, &it);
+        uint32_t buf[BATCH], hit[BATCH];
+        for (uint32_t got; (got = roaring_read_uint32_iterator(&it, buf, BATCH)) > 0;) {
+            while (got > 0 && buf[got - 1] >= nord) got--;
+            uint32_t k = 0;
+            for (uint32_t i = 0; i < got; i++) {
+                uint32_t o = ord[buf[i]];
+                hit[k] = buf[i];
+                k += o >= lo && o <= hi;
+            }
+            roaring_bitmap_add_many(r, k, hit);
+        }
+        return r;
+    }
     const uint64_t *fwd = ss->fwd;
     const size_t nfwd = ss->nfwd;
     roaring_uint32_iterator_t it;
@@ -1683,7 +1793,7 @@ size_t fanns_pindex_memory(const fanns_pindex_t *pi) {
         const sorted_t *ss[2] = {&x->nums, &x->dts};
         for (int j = 0; j < 2; j++)
             total += ss[j]->v.n * sizeof(chunk_t) + ss[j]->v.cap * (sizeof(chunk_t *) + sizeof(uint64_t) + sizeof(uint32_t)) +
-                     ss[j]->nfwd * sizeof(uint64_t) + bm_size(ss[j]->pts) +
+                     ss[j]->nfwd * sizeof(uint64_t) + ss[j]->nord + bm_size(ss[j]->pts) +
                      bm_size(ss[j]->multi);
     }
     return total;

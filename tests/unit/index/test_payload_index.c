@@ -707,6 +707,69 @@ START_TEST(integer_range_paths) {
 }
 END_TEST
 
+START_TEST(rank_churn) {
+    /* Ranges after a selective match read each point's key as a byte rank while the points
+     * hold at most 255 distinct keys.  The values drift band by band (old keys leave, new
+     * ones arrive below, between and above the kept ones), so ranks are renumbered and
+     * emptied keys dropped; the last phase brings more than 255 distinct keys at once, after
+     * which the full keys answer.  Every answer must equal the brute force. */
+    enum { N = 6000, PHASES = 11 };
+    coll_t c;
+    memset(&c, 0, sizeof(c));
+    c.n = N;
+    c.payload = calloc(N, sizeof(json_t *));
+    c.pid = calloc(N, sizeof(fanns_pid_t));
+    c.live = roaring_bitmap_create();
+    rng_state = 4242;
+    fanns_pindex_t *pi;
+    ck_assert_int_eq(fanns_pindex_new(&pi), 0);
+    for (uint32_t i = 0; i < N; i++) {
+        c.pid[i].kind = FANNS_PID_NUM;
+        c.pid[i].num = i + 1;
+        c.payload[i] = json_pack("{s:i, s:s}", "t", 1000 + rn(120), "g", rn(50) == 0 ? "rare" : "other");
+        roaring_bitmap_add(c.live, i);
+    }
+    add_index(&c, pi, "t", "\"integer\"");
+    add_index(&c, pi, "g", "\"keyword\"");
+    for (int phase = 0; phase < PHASES; phase++) {
+        /* Band of the phase: 120 values starting 40 higher each time (odd phases also put
+         * some points 7 below the band's start, between keys no point holds any more); the
+         * last phase spreads over 2,000 values. */
+        int lo = 1000 + 40 * phase, width = phase == PHASES - 1 ? 2000 : 120;
+        if (phase > 0) {
+            for (uint32_t i = 0; i < N; i++) {
+                if (rn(4) == 0 && phase != PHASES - 1) continue; /* a quarter keeps its key */
+                int v = phase % 2 && rn(10) == 0 ? lo - 7 : lo + rn(width);
+                json_t *nw = json_pack("{s:i, s:s}", "t", v, "g", rn(50) == 0 ? "rare" : "other");
+                ck_assert_int_eq(fanns_pindex_update(pi, i, c.payload[i], nw), 0);
+                json_decref(c.payload[i]);
+                c.payload[i] = nw;
+            }
+        }
+        for (int q = 0; q < 40; q++) {
+            char js[300];
+            int a = lo - 60 + rn(width + 60), b = a + rn(q % 4 == 0 ? 2 : 80);
+            if (q % 5 == 4)
+                snprintf(js, sizeof(js), "{\"must\": [{\"key\": \"g\", \"match\": {\"value\": \"rare\"}}, "
+                         "{\"key\": \"t\", \"range\": {\"gt\": %d}}]}", a);
+            else
+                snprintf(js, sizeof(js), "{\"must\": [{\"key\": \"g\", \"match\": {\"value\": \"rare\"}}, "
+                         "{\"key\": \"t\", \"range\": {\"gte\": %d, \"lte\": %d}}]}", a, b);
+            json_t *fj = parse(js);
+            fanns_filter_t *f = NULL;
+            ck_assert_int_eq(fanns_filter_compile(fj, "filter", &f, NULL), 0);
+            json_decref(fj);
+            stats_t st = {0};
+            check_one(&c, pi, f, js, &st, true);
+            ck_assert_msg(st.exact == 1, "not exact: %s (phase %d)", js, phase);
+            fanns_filter_free(f);
+        }
+    }
+    fanns_pindex_free(pi);
+    coll_free(&c);
+}
+END_TEST
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -796,6 +859,7 @@ int main(void) {
     tcase_add_test(tc, fixed_semantics);
     tcase_add_test(tc, ranges_and_updates);
     tcase_add_test(tc, integer_range_paths);
+    tcase_add_test(tc, rank_churn);
     tcase_add_test(tc, property);
     tcase_add_test(tc, speed);
     suite_add_tcase(s, tc);
