@@ -322,6 +322,8 @@ struct scratch {
                            * when allocated, see fail_tags) */
     uint32_t *walked;     /* two-hop search: nodes whose lists it read */
     size_t wcap;
+    uint32_t *seeds;      /* seeded two-hop search: the seeds that are nodes */
+    size_t scap;
     pent_t *pool;
     size_t pcap;
     hent_t *cand, *res;
@@ -360,6 +362,7 @@ static void scratch_free(void *p) {
     free(s->tags);
     free(s->ftags);
     free(s->walked);
+    free(s->seeds);
     free(s->pool);
     free(s->cand);
     free(s->res);
@@ -529,6 +532,8 @@ typedef struct search_ctx {
     bool skip_deleted;
     uint32_t hop_cap;       /* > 0: level 0 by search_twohop with this cap */
     const fanns_hnsw_xlinks_t *xl; /* search_twohop with bits: extra links, or NULL */
+    const uint32_t *seeds;  /* search_twohop: level-0 entry points (nseeds > 0), else the descent's */
+    uint32_t nseeds;
     uint64_t dist_comps, visited;
     uint64_t ftests, fpasses; /* filter tests and acceptances (stats) */
     bool entry_isolated;      /* stats (search_twohop) */
@@ -801,7 +806,7 @@ static bool twohop_score(twohop_t *t, const uint32_t *nbs, uint32_t nn) {
  * failure.  Buffers: s->ids holds the list copy (m0), the gathered nodes (max(cap, m0): the
  * escape gathers up to one whole list), the rejected neighbours (m0) and a second list copy
  * (m0). */
-static size_t search_twohop(search_ctx_t *c, uint32_t ep, size_t ef, uint32_t cap) {
+static size_t search_twohop(search_ctx_t *c, const uint32_t *eps, size_t neps, size_t ef, uint32_t cap) {
     const fanns_hnsw_t *h = c->h;
     scratch_t *s = c->s;
     twohop_t t = {.c = c, .ef = ef, .bound = INFINITY, .lines = pf_lines(h), .walked = s->walked};
@@ -812,13 +817,22 @@ static size_t search_twohop(search_ctx_t *c, uint32_t ep, size_t ef, uint32_t ca
     const uint16_t epoch = s->epoch;
     uint32_t *buf = s->ids, *nbs = buf + h->m0, *rej = nbs + (cap > h->m0 ? cap : h->m0), *buf2 = rej + h->m0;
 
-    float d0 = cdist(c, ep);
-    c->dist_comps++;
-    tags[ep] = epoch;
-    minheap_push(s->cand, &t.nc, (hent_t){d0, ep});
-    if (passes(c, ftags, epoch, ep)) {
-        maxheap_push(s->res, &t.nr, (hent_t){d0, ep});
-        t.bound = d0;
+    /* The entry points (distinct nodes, see search_levels) are candidates; the admissible
+     * ones results. */
+    if (neps > 1 && grow((void **)&s->cand, &s->ccap, neps, sizeof(hent_t))) return (size_t)-1;
+    for (size_t i = 0; i < neps; i++) {
+        uint32_t ep = eps[i];
+        if (tags[ep] == epoch) continue;
+        if (i + 1 < neps) prefetch_lines(vec_of(h, node_at(h, eps[i + 1])), t.lines);
+        float d0 = cdist(c, ep);
+        c->dist_comps++;
+        tags[ep] = epoch;
+        minheap_push(s->cand, &t.nc, (hent_t){d0, ep});
+        if (passes(c, ftags, epoch, ep)) {
+            maxheap_push(s->res, &t.nr, (hent_t){d0, ep});
+            if (t.nr > ef) maxheap_pop(s->res, &t.nr);
+            t.bound = s->res[0].d;
+        }
     }
     for (;;) {
         if (t.nc == 0 && t.nr == 0) c->entry_isolated = true;
@@ -1819,6 +1833,8 @@ int fanns_hnsw_search_ex(fanns_hnsw_t *h, const float *q, size_t k, size_t ef, f
     }
     if (opts && opts->mode == FANNS_HNSW_FILTER_TWO_HOP) {
         if (opts->bits && opts->xlinks && opts->xlinks->n) c.xl = opts->xlinks;
+        c.seeds = opts->seeds;
+        c.nseeds = opts->seeds ? opts->nseeds : 0;
         c.hop_cap = opts->hop_cap ? opts->hop_cap : h->m0;
         if (c.hop_cap > h->m0 * (h->m0 + 1u)) c.hop_cap = h->m0 * (h->m0 + 1u); /* the most one expansion can gather */
         size_t need = 3u * (size_t)h->m0 + (c.hop_cap > h->m0 ? c.hop_cap : h->m0) + 8u; /* see search_twohop */
@@ -1844,19 +1860,32 @@ static int search_levels(search_ctx_t *cp, uint32_t ep, int top, size_t k, size_
     const fanns_hnsw_t *h = c.h;
     scratch_t *s = c.s;
     uint32_t cur = ep;
-    float curd = cdist(&c, cur);
-    c.dist_comps = 1;
-    for (int l = top; l > 0; l--) greedy(&c, l, &cur, &curd);
-    c.entry_dist = curd;
-    size_t got;
-    if (!c.filter && !c.bits && __atomic_load_n(&h->ndeleted, __ATOMIC_RELAXED) == 0) {
+    size_t got, ns = 0;
+    if (c.hop_cap && c.nseeds) {
+        /* Seeded two-hop walk: from the seeds that are nodes, without the descent. */
+        const size_t vcap = (size_t)__atomic_load_n(&h->nchunks_hi, __ATOMIC_ACQUIRE) << CHUNK_BITS;
+        if (grow((void **)&s->seeds, &s->scap, c.nseeds, sizeof(uint32_t))) return FANNS_ENOMEM;
+        for (uint32_t i = 0; i < c.nseeds; i++)
+            if (c.seeds[i] < vcap && chunk_of(h, c.seeds[i]) && (get_flags(h, c.seeds[i]) & F_PRESENT))
+                s->seeds[ns++] = c.seeds[i];
+        c.dist_comps = 0;
+        c.entry_dist = INFINITY;
+    }
+    if (!ns) {
+        float curd = cdist(&c, cur);
+        c.dist_comps = 1;
+        for (int l = top; l > 0; l--) greedy(&c, l, &cur, &curd);
+        c.entry_dist = curd;
+    }
+    if (!ns && !c.filter && !c.bits && __atomic_load_n(&h->ndeleted, __ATOMIC_RELAXED) == 0) {
         got = search_pool(&c, cur, ef, 0);
         if (got == (size_t)-1) return FANNS_ENOMEM;
         if (got > k) got = k;
         for (size_t i = 0; i < got; i++) out[i] = (fanns_hnsw_result_t){s->pool[i].id, s->pool[i].d};
     } else {
         c.skip_deleted = true;
-        got = c.hop_cap ? search_twohop(&c, cur, ef, c.hop_cap) : search_heap(&c, cur, ef, 0);
+        if (ns) got = search_twohop(&c, s->seeds, ns, ef, c.hop_cap);
+        else got = c.hop_cap ? search_twohop(&c, &cur, 1, ef, c.hop_cap) : search_heap(&c, cur, ef, 0);
         if (got == (size_t)-1) return FANNS_ENOMEM;
         hent_sort(s->res, got);
         if (got > k) got = k;

@@ -164,6 +164,13 @@ typedef struct fanns_hnsw_search_opts {
     uint32_t min_tests;
     float min_pass;
     uint64_t max_dc;
+    /* TWO_HOP (ignored otherwise): level-0 entry points chosen by the caller, instead of the
+     * greedy descent from the top level: the walk starts from all of them at once.  For a
+     * filter whose matches lie far from the query, seeds drawn from the matches put the walk
+     * among them at once.  Offsets that are not nodes of the index are skipped (no seed
+     * left: the usual descent).  Borrowed for the call. */
+    const uint32_t *seeds;
+    uint32_t nseeds;
 } fanns_hnsw_search_opts_t;
 
 /* fanns_hnsw_search with options (opts NULL: the defaults, i.e. fanns_hnsw_search).  In

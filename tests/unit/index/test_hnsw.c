@@ -719,6 +719,76 @@ START_TEST(test_two_hop_filter) {
 }
 END_TEST
 
+/* Seeded two-hop walks (fanns_hnsw_search_opts_t seeds): from matches chosen by the caller
+ * instead of the descent.  Only members are returned, the filtered neighbours are found;
+ * offsets that are not nodes are skipped, and with none left the walk is the usual one. */
+START_TEST(test_seeded_two_hop) {
+    float *base = make_data(N + NQ, DIM, 40, true, 13), *qs = base + N * DIM;
+    fanns_hnsw_t *h = build(&P_COS, base, N, 1);
+    two_hop_mod = 10;
+    static uint64_t bits[(N + 63) / 64];
+    memset(bits, 0, sizeof(bits));
+    uint32_t members[N], nm = 0;
+    for (uint32_t off = 0; off < N; off++)
+        if (keep_hashed(off)) {
+            bits[off >> 6] |= 1ull << (off & 63);
+            members[nm++] = off;
+        }
+    /* 32 seeds at evenly spaced ranks of the members (as the planner draws them), then two
+     * offsets that are not nodes. */
+    uint32_t seeds[34], bad[2] = {N + 5, UINT32_MAX - 1};
+    for (uint32_t i = 0; i < 32; i++) seeds[i] = members[((2 * i + 1) * nm) / 64];
+    seeds[32] = bad[0];
+    seeds[33] = bad[1];
+    fanns_hnsw_search_opts_t o = {.mode = FANNS_HNSW_FILTER_TWO_HOP, .bits = bits, .nbits = N, .seeds = seeds, .nseeds = 32};
+    fanns_hnsw_search_opts_t ob = o, onone = o, oplain = {.mode = FANNS_HNSW_FILTER_TWO_HOP, .bits = bits, .nbits = N};
+    ob.nseeds = 34;
+    onone.seeds = bad;
+    onone.nseeds = 2;
+    size_t hits = 0, total = 0;
+    for (size_t i = 0; i < NQ; i++) {
+        const float *q = qs + i * DIM;
+        fanns_hnsw_result_t res[10], rb[10], rn[10], rp[10];
+        size_t n, nb, nn, np;
+        fanns_hnsw_stats_t st;
+        ck_assert_int_eq(fanns_hnsw_search_ex(h, q, 10, 64, NULL, NULL, &o, res, &n, &st), 0);
+        ck_assert_uint_eq(n, 10);
+        ck_assert_msg(st.dist_comps >= 32, "the seeds are scored: %llu distances", (unsigned long long)st.dist_comps);
+        for (size_t a = 0; a < n; a++) ck_assert_msg(keep_hashed(res[a].off), "offset %u is not a member", res[a].off);
+        ck_assert_int_eq(fanns_hnsw_search_ex(h, q, 10, 64, NULL, NULL, &ob, rb, &nb, NULL), 0);
+        ck_assert_uint_eq(nb, n);
+        for (size_t a = 0; a < n; a++) ck_assert_uint_eq(rb[a].off, res[a].off);
+        ck_assert_int_eq(fanns_hnsw_search_ex(h, q, 10, 64, NULL, NULL, &onone, rn, &nn, NULL), 0);
+        ck_assert_int_eq(fanns_hnsw_search_ex(h, q, 10, 64, NULL, NULL, &oplain, rp, &np, NULL), 0);
+        ck_assert_uint_eq(nn, np);
+        for (size_t a = 0; a < nn; a++) ck_assert_uint_eq(rn[a].off, rp[a].off);
+        uint32_t truth[10];
+        float bd[10];
+        size_t nt = 0;
+        for (uint32_t m = 0; m < nm; m++) {
+            float d = ref_dist(FANNS_METRIC_COSINE, q, base + (size_t)members[m] * DIM, DIM);
+            if (nt == 10 && d >= bd[9]) continue;
+            size_t p = nt < 10 ? nt++ : 9;
+            while (p > 0 && bd[p - 1] > d) {
+                bd[p] = bd[p - 1];
+                truth[p] = truth[p - 1];
+                p--;
+            }
+            bd[p] = d;
+            truth[p] = members[m];
+        }
+        for (size_t a = 0; a < n; a++)
+            for (size_t b = 0; b < nt; b++) hits += res[a].off == truth[b];
+        total += nt;
+    }
+    double r = (double)hits / (double)total;
+    printf("hnsw seeded two-hop: recall@10 %.4f at ef 64 (10%% filter, 32 seeds)\n", r);
+    ck_assert_msg(r >= 0.95, "seeded two-hop recall@10 %.4f", r);
+    fanns_hnsw_free(h);
+    free(base);
+}
+END_TEST
+
 /* Stop rules of a filtered traversal (fanns_hnsw_search_opts_t min_tests / min_pass / max_dc). */
 START_TEST(test_stop_rules) {
     float *base = make_data(N + NQ, DIM, 40, true, 13), *qs = base + N * DIM;
@@ -1238,6 +1308,7 @@ int main(void) {
     tcase_add_test(tc, test_near_duplicates_reachable);
     tcase_add_test(tc, test_codec_graph);
     tcase_add_test(tc, test_pq_graph);
+    tcase_add_test(tc, test_seeded_two_hop);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
