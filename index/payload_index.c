@@ -436,7 +436,7 @@ typedef struct {
      * distinct; dref counts the points holding each, and keys whose count fell to 0 are
      * dropped when room is needed).  One byte a point instead of eight, so the array
      * range_by_point reads at random stays in the cache between queries.  ord_off: too many
-     * distinct keys, only fwd is kept from then on. */
+     * distinct keys (or no memory to grow ord), only fwd is kept from then on. */
     uint8_t *ord;
     size_t nord;
     uint64_t dkeys[ORD_MAX];
@@ -773,15 +773,35 @@ static void ord_compact(sorted_t *s) {
     for (size_t i = 0; i < s->nord; i++) s->ord[i] = map[s->ord[i]];
 }
 
-/* Keeps the byte ranks current for point off gaining (add) or losing its one key k.
- * Returns -1 on ENOMEM.  Past ORD_MAX distinct keys the ranks are dropped for good. */
-static int ord_apply(sorted_t *s, uint64_t k, uint32_t off, bool add) {
-    if (s->ord_off) return 0;
+/* Drops the byte ranks for good: range_by_point reads the full keys from then on. */
+static void ord_drop(sorted_t *s) {
+    fanns_mem_free(s->ord, s->nord);
+    s->ord = NULL;
+    s->nord = 0;
+    s->ord_off = true;
+}
+
+/* Keeps the byte ranks current for point off gaining (add) or losing its one key k.  Past
+ * ORD_MAX distinct keys, or when the array cannot grow, the ranks are dropped (the full keys
+ * still answer, so that is no error). */
+static void ord_apply(sorted_t *s, uint64_t k, uint32_t off, bool add) {
+    if (s->ord_off) return;
     uint32_t r = ord_find(s, k);
     if (!add) {
         if (r < s->nd && s->dkeys[r] == k && s->dref[r]) s->dref[r]--;
         if (off < s->nord) s->ord[off] = 0;
-        return 0;
+        return;
+    }
+    if (off >= s->nord) {
+        size_t nn = s->nord ? s->nord : 4096;
+        while (nn <= off) nn *= 2;
+        uint8_t *no = fanns_mem_realloc(s->ord, s->nord, nn);
+        if (!no) {
+            ord_drop(s);
+            return;
+        }
+        s->ord = no;
+        s->nord = nn;
     }
     if (r == s->nd || s->dkeys[r] != k) {
         if (s->nd == ORD_MAX) {
@@ -789,11 +809,8 @@ static int ord_apply(sorted_t *s, uint64_t k, uint32_t off, bool add) {
             r = ord_find(s, k);
         }
         if (s->nd == ORD_MAX) {
-            fanns_mem_free(s->ord, s->nord);
-            s->ord = NULL;
-            s->nord = 0;
-            s->ord_off = true;
-            return 0;
+            ord_drop(s);
+            return;
         }
         /* A new key at rank r: the ranks above it move up by one. */
         memmove(&s->dkeys[r + 1], &s->dkeys[r], (s->nd - r) * sizeof(s->dkeys[0]));
@@ -804,17 +821,8 @@ static int ord_apply(sorted_t *s, uint64_t k, uint32_t off, bool add) {
         if (r + 1 < s->nd)
             for (size_t i = 0; i < s->nord; i++) s->ord[i] += s->ord[i] > r;
     }
-    if (off >= s->nord) {
-        size_t nn = s->nord ? s->nord : 4096;
-        while (nn <= off) nn *= 2;
-        uint8_t *no = fanns_mem_realloc(s->ord, s->nord, nn);
-        if (!no) return -1;
-        s->ord = no;
-        s->nord = nn;
-    }
     s->dref[r]++;
     s->ord[off] = (uint8_t)(r + 1);
-    return 0;
 }
 
 static int sorted_apply(sorted_t *s, const uint64_t *keys, size_t n, uint32_t off, bool add) {
@@ -838,7 +846,7 @@ static int sorted_apply(sorted_t *s, const uint64_t *keys, size_t n, uint32_t of
     } else if (n > 0 && off < s->nfwd) {
         s->fwd[off] = 0; /* removed, or two or more keys */
     }
-    if (n == 1 && ord_apply(s, keys[0], off, add)) return -1;
+    if (n == 1) ord_apply(s, keys[0], off, add);
     if (n > 1 && off < s->nord) s->ord[off] = 0;
     bm_set(s->pts, off, add, n > 0);
     bm_set(s->multi, off, add, n > 1);
