@@ -1138,7 +1138,7 @@ static roaring_bitmap_t *union_u(ectx_t *c, const roaring_bitmap_t **v, size_t n
      * intersection, without reading the universe's containers. */
     if (n == 1) return c->u == c->universe ? roaring_bitmap_copy(v[0]) : roaring_bitmap_and(v[0], c->u);
     roaring_bitmap_t *o = roaring_bitmap_or_many(n, v);
-    if (!o) return NULL;
+    if (!o || c->u == c->universe) return o; /* as above: already inside the universe */
     r = roaring_bitmap_and(o, c->u);
     bm_free(o);
     return r;
