@@ -688,6 +688,22 @@ static int bad_bits(fanns_err_t *err, unsigned bits, const char *kind) {
                          kind);
 }
 
+/* <a, b> in double precision over four interleaved partial sums (a fixed order, so the
+ * same inputs always give the same result), which keeps the additions out of one long
+ * dependency chain. */
+static double dot_d(const float *a, const float *b, size_t n) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += (double)a[i] * b[i];
+        s1 += (double)a[i + 1] * b[i + 1];
+        s2 += (double)a[i + 2] * b[i + 2];
+        s3 += (double)a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += (double)a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
 int fanns_codec_query_new(const fanns_codec_t *c, const float *qv, unsigned query_bits, fanns_codec_query_t **out,
                           fanns_err_t *err) {
     *out = NULL;
@@ -732,19 +748,17 @@ int fanns_codec_query_new(const fanns_codec_t *c, const float *qv, unsigned quer
         q->qf = malloc(dim * sizeof(float));
         if (!q->planes || !q->qf) goto nomem;
         /* q' = q - centre, |q'|^2 and <q, centre>. */
-        double qsq = 0.0, qc = 0.0, sumabs = 0.0;
         float lo = INFINITY, hi = -INFINITY;
         for (size_t d = 0; d < dim; d++) {
             float v = qv[d] - c->center[d];
             q->qf[d] = v;
-            qsq += (double)v * v;
-            qc += (double)qv[d] * c->center[d];
-            sumabs += fabs((double)v);
-            lo = fminf(lo, v);
-            hi = fmaxf(hi, v);
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
         }
-        q->qsq = (float)qsq;
-        q->qlo = (float)qc;
+        double sumabs = 0.0;
+        for (size_t d = 0; d < dim; d++) sumabs += fabsf(q->qf[d]);
+        q->qsq = (float)dot_d(q->qf, q->qf, dim);
+        q->qlo = (float)dot_d(qv, c->center, dim);
         if (bits == 1) {
             for (size_t d = 0; d < dim; d++)
                 if (q->qf[d] > 0.0f) q->planes[d / 64u] |= 1ull << (d % 64u);
@@ -754,13 +768,15 @@ int fanns_codec_query_new(const fanns_codec_t *c, const float *qv, unsigned quer
             float levels = (float)((1u << bits) - 1u);
             float delta = (hi - lo) / levels;
             float inv = delta > 0.0f ? 1.0f / delta : 0.0f;
-            double sumu = 0.0;
+            uint64_t sumu = 0;
             for (size_t d = 0; d < dim; d++) {
-                float v = (q->qf[d] - lo) * inv;
-                unsigned u = v >= levels ? (unsigned)levels : (unsigned)(v + 0.5f);
+                float v = (q->qf[d] - lo) * inv + 0.5f;
+                v = v < levels ? v : levels; /* v >= 0.5: v - lo >= 0 */
+                unsigned u = (unsigned)v;
                 sumu += u;
+                /* Without branches: the bits are random, a branch would mispredict. */
                 for (unsigned j = 0; j < bits; j++)
-                    if ((u >> j) & 1u) q->planes[j * c->words + d / 64u] |= 1ull << (d % 64u);
+                    q->planes[j * c->words + d / 64u] |= (uint64_t)((u >> j) & 1u) << (d % 64u);
             }
             q->base = lo;
             q->scale = delta;
@@ -772,9 +788,7 @@ int fanns_codec_query_new(const fanns_codec_t *c, const float *qv, unsigned quer
     } else {
         q->qf = malloc(dim * sizeof(float));
         if (!q->qf) goto nomem;
-        double qsq = 0.0, qlo = 0.0;
-        for (size_t d = 0; d < dim; d++) qsq += (double)qv[d] * qv[d];
-        q->qsq = (float)qsq;
+        q->qsq = (float)dot_d(qv, qv, dim);
         if (c->kind == FANNS_CODEC_F16) {
             memcpy(q->qf, qv, dim * sizeof(float));
             q->fn = dist_f16;
@@ -782,13 +796,15 @@ int fanns_codec_query_new(const fanns_codec_t *c, const float *qv, unsigned quer
             for (size_t d = 0; d < dim; d++) q->qf[d] = qv[d] - c->lo[d];
             q->fn = dist_sq8_l1;
         } else {
+            /* The query is finite (checked above): plain comparisons instead of fmaxf and
+             * fminf, which are library calls, and loops the compiler vectorizes. */
             float wmax = 0.0f;
             for (size_t d = 0; d < dim; d++) {
-                q->qf[d] = qv[d] * c->step[d];
-                qlo += (double)qv[d] * c->lo[d];
-                wmax = fmaxf(wmax, fabsf(q->qf[d]));
+                float f = qv[d] * c->step[d], a = fabsf(f);
+                q->qf[d] = f;
+                wmax = a > wmax ? a : wmax;
             }
-            q->qlo = (float)qlo;
+            q->qlo = (float)dot_d(qv, c->lo, dim);
             if (bits == 32) {
                 q->fn = dist_sq8_float;
             } else {
@@ -796,8 +812,13 @@ int fanns_codec_query_new(const fanns_codec_t *c, const float *qv, unsigned quer
                 if (!q->qi) goto nomem;
                 float s = wmax / 127.0f, inv = wmax > 0.0f ? 127.0f / wmax : 0.0f;
                 for (size_t d = 0; d < dim; d++) {
+                    /* Rounded half away from zero and clamped, without branches (the
+                     * signs are random: a branch mispredicts half the time). */
                     float v = q->qf[d] * inv;
-                    q->qi[d] = (int8_t)(v >= 0.0f ? fminf(v + 0.5f, 127.0f) : fmaxf(v - 0.5f, -127.0f));
+                    v += copysignf(0.5f, v);
+                    v = v < 127.0f ? v : 127.0f;
+                    v = v > -127.0f ? v : -127.0f;
+                    q->qi[d] = (int8_t)(int)v;
                 }
                 q->scale = s;
                 q->fn = dist_sq8_int8;
